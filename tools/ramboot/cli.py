@@ -7,6 +7,7 @@ import sys
 import click
 
 from ramboot import __version__
+from ramboot.deploy.command import deploy, releases, rollback
 from ramboot.errors import RambootError
 
 
@@ -14,6 +15,11 @@ from ramboot.errors import RambootError
 @click.version_option(__version__, prog_name="ramboot")
 def cli() -> None:
     """Build, check, render and deploy a ramboot network-boot fleet."""
+
+
+cli.add_command(deploy)
+cli.add_command(rollback)
+cli.add_command(releases)
 
 
 def main() -> None:
