@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from ramboot.cli import cli
 from ramboot.deploy.manifest import file_sha256, load
 from ramboot.deploy.store import ReleaseStore
