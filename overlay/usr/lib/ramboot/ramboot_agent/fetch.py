@@ -233,7 +233,10 @@ class _FileSink(_Sink):
             # Another writer may be filling the same tmpfs while we download.
             self.checked_at = self.size
             remaining = (self.total - self.size) if self.total is not None else len(chunk)
-            self._check_space(max(remaining, len(chunk)))
+            needed, free = max(remaining, len(chunk)), self.free_bytes()
+            if needed > free:
+                raise FetchError(self.url, f"no space left in {self.directory} after "
+                                 f"{self.size} bytes: {needed} more needed, {free} free")
         try:
             self.file.write(chunk)
         except OSError as error:
