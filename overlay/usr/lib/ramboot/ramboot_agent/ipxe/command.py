@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ramboot_agent.errors import ConfigError
+from ramboot_agent.fetch import Fetcher
 from ramboot_agent.ipxe import uri
 from ramboot_agent.ipxe.interpreter import Interpreter
 from ramboot_agent.ipxe.settings import SettingError, build_settings
-from ramboot_agent.ipxe.status import BootSpec, Outcome, RunResult
+from ramboot_agent.ipxe.status import Outcome, RunResult
+from ramboot_agent.kexec import BootSpec, Kexec
 
 log = logging.getLogger("ramboot")
 
@@ -63,12 +65,7 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def describe(spec: BootSpec) -> str:
-    try:
-        from ramboot_agent.kexec import describe as kexec_describe  # noqa: PLC0415
-    except ImportError:
-        initrds = " ".join(str(path) for path in spec.initrds) or "(none)"
-        return f"kexec kernel={spec.kernel} initrds={initrds} cmdline={spec.cmdline!r}"
-    return kexec_describe(spec)
+    return Kexec(dry_run=True).describe(spec)
 
 
 class _LogReporter:
@@ -83,7 +80,6 @@ def _make_booter(really: bool) -> Any:
         return dry_run
     if os.geteuid() != 0:
         raise ConfigError("--boot needs root (it loads and executes a kernel with kexec)")
-    from ramboot_agent.kexec import Kexec  # noqa: PLC0415
 
     kexec = Kexec(dry_run=False, reporter=_LogReporter())
 
@@ -94,8 +90,6 @@ def _make_booter(really: bool) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ramboot_agent.fetch import Fetcher  # noqa: PLC0415 (lands with agent-io)
-
     overrides = parse_sets(args.set)
     identity = {"buildarch": _BUILDARCH.get(platform.machine(), platform.machine())}
     try:
@@ -104,9 +98,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--set: {error}") from None
     download_dir = Path(tempfile.mkdtemp(prefix="ramboot-run-script-"))
     try:
+        fetcher = Fetcher(insecure=args.insecure, allow_file=True)
         interpreter = Interpreter(
-            settings, Fetcher(insecure=args.insecure), _make_booter(args.boot), _LogReporter(),
-            sys.stdout, download_dir=download_dir,
+            settings, fetcher, _make_booter(args.boot), _LogReporter(), sys.stdout,
+            download_dir=download_dir,
             sleep=(lambda _seconds: None) if args.no_sleep else time.sleep,
         )
         result = interpreter.run_url(uri.to_url(args.script))

@@ -251,6 +251,7 @@ class Interpreter:
 
     def download(self, reference: str, *, name: str | None = None) -> Image:
         """Fetch ``reference`` (relative to the running script) as a new image."""
+        origin = self.frames[-1].script.url if self.frames else None
         url = self.resolve(reference)
         if "##params" in url:
             raise ScriptError(url, self.frames[-1].line.number if self.frames and
@@ -262,7 +263,7 @@ class Interpreter:
         dest = self.download_dir / f"{self._downloads:03d}"
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            fetched = self.fetcher.fetch_file(url, dest)
+            fetched = self.fetcher.fetch_file(url, dest, origin=origin)
         except FetchError as error:
             raise CommandFailed(str(error)) from None
         path = Path(fetched.path) if fetched.path is not None else dest / "image"

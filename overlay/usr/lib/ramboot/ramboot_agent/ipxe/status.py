@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from pathlib import Path
 
-try:
-    from ramboot_agent.kexec import BootSpec
-except ImportError:  # until agent-io's kexec module is merged
-
-    @dataclass(frozen=True)
-    class BootSpec:  # type: ignore[no-redef]
-        kernel: Path
-        initrds: list[Path]
-        cmdline: str
+from ramboot_agent.kexec import BootSpec
 
 
 class Outcome(enum.Enum):
