@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import Outcome
 from ramboot_agent.ipxe.uri import resolve

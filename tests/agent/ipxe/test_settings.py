@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ramboot_agent.ipxe.settings import (
     SettingError,
     SettingsStore,
