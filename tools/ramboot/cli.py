@@ -8,12 +8,18 @@ import click
 
 from ramboot import __version__
 from ramboot.errors import RambootError
+from ramboot.lint import lint
+from ramboot.render.command import render
 
 
 @click.group()
 @click.version_option(__version__, prog_name="ramboot")
 def cli() -> None:
     """Build, check, render and deploy a ramboot network-boot fleet."""
+
+
+cli.add_command(lint)
+cli.add_command(render)
 
 
 def main() -> None:
