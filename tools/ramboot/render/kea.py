@@ -34,6 +34,10 @@ def _client_classes(inventory: Inventory) -> list[dict[str, Any]]:
             "name": "rpi4-bootloader",
             "test": f"{NOT_IPXE} and option[60].text == '{RPI_VENDOR_CLASS}' and ({pi_macs})",
             "next-server": tftp,
+            # Option 43 redefined as binary for this class (Kea allows it per
+            # class): otherwise Kea re-encodes the sub-options in code order and
+            # drops the END byte, and the bytes would differ from dnsmasq's.
+            "option-def": [{"name": "vendor-encapsulated-options", "code": 43, "type": "binary"}],
             "option-data": [
                 {"name": "vendor-class-identifier", "data": "PXEClient", "always-send": True},
                 {
