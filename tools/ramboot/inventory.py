@@ -495,18 +495,18 @@ def _host(
 
 
 def _duplicates(c: _Collector, hosts: list[Host]) -> None:
-    def check(what: str, values: Iterator[tuple[str, str]]) -> None:
-        seen: dict[str, str] = {}
-        for host_name, value in values:
-            if value in seen and seen[value] != host_name:
+    def check(what: str, values: Iterator[tuple[int, str, str]]) -> None:
+        seen: dict[str, tuple[int, str]] = {}
+        for index, host_name, value in values:
+            first = seen.setdefault(value, (index, host_name))
+            if first[0] != index:
                 c.add(f"host {host_name!r}", f"{what}: {value} is already used by host "
-                      f"{seen[value]!r}")
-            seen.setdefault(value, host_name)
+                      f"{first[1]!r}")
 
-    check("name", ((h.name, h.name) for h in hosts))
-    check("serial", ((h.name, h.serial) for h in hosts if h.serial))
-    check("macs", ((h.name, mac) for h in hosts for mac in h.macs))
-    check("ip", ((h.name, h.ip) for h in hosts if h.ip))
+    check("name", ((i, h.name, h.name) for i, h in enumerate(hosts)))
+    check("serial", ((i, h.name, h.serial) for i, h in enumerate(hosts) if h.serial))
+    check("macs", ((i, h.name, mac) for i, h in enumerate(hosts) for mac in h.macs))
+    check("ip", ((i, h.name, h.ip) for i, h in enumerate(hosts) if h.ip))
 
 
 def parse_inventory(text: str, path: Path) -> Inventory:
