@@ -126,3 +126,10 @@ def test_cli_reports_every_problem_and_fails(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "serial: '12345' is not 8 hex digits" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+def test_documented_example_is_valid(repo: Path) -> None:
+    from ramboot.inventory import load_inventory
+
+    inventory = load_inventory(repo / "examples/inventory.toml")
+    assert {host.family for host in inventory.hosts} == {"rpi4", "x86_64"}
