@@ -37,7 +37,7 @@ def lint_text(name: str, text: str) -> list[str]:
     try:
         parse(text, name)
     except ScriptError as error:
-        return [f"{name}: {error}"]
+        return [str(error)]  # already names the script and line
     return []
 
 
