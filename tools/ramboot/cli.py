@@ -9,6 +9,8 @@ import click
 from ramboot import __version__
 from ramboot.deploy.command import deploy, releases, rollback
 from ramboot.errors import RambootError
+from ramboot.lint import lint
+from ramboot.render.command import render
 
 
 @click.group()
@@ -18,8 +20,10 @@ def cli() -> None:
 
 
 cli.add_command(deploy)
-cli.add_command(rollback)
+cli.add_command(lint)
 cli.add_command(releases)
+cli.add_command(render)
+cli.add_command(rollback)
 
 
 def main() -> None:
