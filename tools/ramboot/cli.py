@@ -7,6 +7,7 @@ import sys
 import click
 
 from ramboot import __version__
+from ramboot.check.command import check
 from ramboot.errors import RambootError
 
 
@@ -14,6 +15,9 @@ from ramboot.errors import RambootError
 @click.version_option(__version__, prog_name="ramboot")
 def cli() -> None:
     """Build, check, render and deploy a ramboot network-boot fleet."""
+
+
+cli.add_command(check)
 
 
 def main() -> None:
