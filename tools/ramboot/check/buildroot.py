@@ -105,6 +105,10 @@ class BuildrootKconfig:
             }
             self.kconf: Any = kconfig.parse("Buildroot Kconfig", "Config.in", env)
 
+    @staticmethod
+    def version_of(buildroot: Path) -> str:
+        return _buildroot_version(buildroot)
+
     def check(self, defconfig: Path) -> DefconfigResult:
         assignments = read_config(defconfig)
         problems = _duplicates(assignments)
