@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ramboot.check.buildroot import BuildrootKconfig
 
-from tests.check.conftest import GOOD_DEFCONFIG, REPO
+from tests.check.conftest import GOOD_DEFCONFIG, REPO, make_external
 
 pytestmark = pytest.mark.buildroot
 
@@ -160,3 +160,20 @@ def test_repo_defconfig_passes(repo_tree: BuildrootKconfig, defconfig: Path) -> 
     if result.values["BR2_aarch64"] == "y":
         wanted.append("BR2_PACKAGE_RPI_FIRMWARE")
     assert {name: result.values.get(name) for name in wanted} == dict.fromkeys(wanted, "y")
+
+
+def test_undefined_symbol_in_the_externals_kconfig(
+    buildroot_dir: Path, tmp_path: Path
+) -> None:
+    external = make_external(tmp_path / "external")
+    package = external / "package" / "ramboot-agent" / "Config.in"
+    package.write_text(package.read_text() + "\tselect BR2_PACKAGE_PYTHON_REQUESTZ\n")
+    tree = BuildrootKconfig(buildroot_dir, external)
+    assert [p.format(external) for p in tree.kconfig_problems()] == [
+        "package/ramboot-agent/Config.in:1: BR2_PACKAGE_PYTHON_REQUESTZ: "
+        "referenced, but no Kconfig defines it"
+    ]
+
+
+def test_repo_kconfig_defines_what_it_uses(repo_tree: BuildrootKconfig) -> None:
+    assert [p.format(REPO) for p in repo_tree.kconfig_problems()] == []

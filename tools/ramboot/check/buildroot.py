@@ -105,6 +105,24 @@ class BuildrootKconfig:
             }
             self.kconf: Any = kconfig.parse("Buildroot Kconfig", "Config.in", env)
 
+    def kconfig_problems(self) -> list[Problem]:
+        """Symbols the external's own Config.in files use but nothing defines."""
+        problems = []
+        seen = set()
+        for node in self.kconf.node_iter():
+            path = Path(node.filename)
+            if not path.is_absolute() or not path.is_relative_to(self.external):
+                continue
+            for sym in node.referenced:
+                key = (sym.name, node.filename, node.linenr)
+                if sym.nodes or getattr(sym, "is_constant", True) or key in seen:
+                    continue
+                seen.add(key)
+                problems.append(Problem(
+                    path, node.linenr, sym.name, "referenced, but no Kconfig defines it"
+                ))
+        return sorted(problems, key=lambda p: (str(p.path), p.line or 0, p.symbol))
+
     @staticmethod
     def version_of(buildroot: Path) -> str:
         return _buildroot_version(buildroot)

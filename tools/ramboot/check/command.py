@@ -71,6 +71,7 @@ def check(
         click.echo("note: no Buildroot tree (--buildroot or BUILDROOT_DIR): defconfigs not checked")
     else:
         tree = BuildrootKconfig(buildroot, external)
+        problems += tree.kconfig_problems()
         for path in paths:
             problems += tree.check(path).problems
     if kernel_source is not None:
