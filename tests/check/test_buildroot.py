@@ -87,6 +87,16 @@ def test_legacy_symbol(
     )
 
 
+def test_choice_member_cannot_be_switched_off(
+    fixture_tree: BuildrootKconfig, write_defconfig: Write
+) -> None:
+    text = GOOD_DEFCONFIG + "# BR2_SHARED_LIBS is not set\n"
+    assert messages(fixture_tree, write_defconfig(text)) == [
+        f"variant_defconfig:{len(text.splitlines())}: BR2_SHARED_LIBS: requested n, actual y "
+        "(a choice always has one member set: set another member to y instead)"
+    ]
+
+
 def test_duplicate_assignment(fixture_tree: BuildrootKconfig, write_defconfig: Write) -> None:
     text = GOOD_DEFCONFIG + "BR2_PACKAGE_PYTHON3=y\n"
     found = messages(fixture_tree, write_defconfig(text))

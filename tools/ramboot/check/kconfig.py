@@ -132,6 +132,8 @@ def explain_mismatch(sym: Any, assignment: Assignment) -> str | None:
                 why = f"choice selects {other.name} instead" if other else "choice not selected"
             else:
                 why = _visibility_reason(sym, wanted)
+        elif sym.choice is not None:
+            why = "a choice always has one member set: set another member to y instead"
         else:
             why = _selected_by(sym, wanted)
         return f"requested {requested}, actual {actual} ({why})"
