@@ -7,6 +7,7 @@ import sys
 import click
 
 from ramboot import __version__
+from ramboot.check.command import check
 from ramboot.deploy.command import deploy, releases, rollback
 from ramboot.errors import RambootError
 from ramboot.lint import lint
@@ -19,6 +20,7 @@ def cli() -> None:
     """Build, check, render and deploy a ramboot network-boot fleet."""
 
 
+cli.add_command(check)
 cli.add_command(deploy)
 cli.add_command(lint)
 cli.add_command(releases)
