@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ramboot_agent import rescue
 from ramboot_agent.cmdline import Settings
-from ramboot_agent.daemon import document_kind, instructions_url, settings_store
+from ramboot_agent.daemon import document_kind, instructions_url, script_settings
 from ramboot_agent.errors import ConfigError, ScriptError
 from ramboot_agent.log import recent_log_lines, setup_logging
 from ramboot_agent.net import Lease
@@ -44,12 +44,17 @@ def test_document_kinds() -> None:
         document_kind(b"<html>404</html>", "http://cp/x")
 
 
-def test_settings_store_has_identity_net0_and_numbered_options() -> None:
-    store = settings_store({"serial": "d3a8b4f2", "mac": LEASE.mac}, LEASE)
-    assert store["serial"] == "d3a8b4f2"
-    assert store["224"] == store["net0/224"] == "http://192.0.2.1/boot.ipxe"
-    assert store["net0/mac"] == "52:54:00:12:34:56"
-    assert store["net0/gateway"] == "192.0.2.1"
+def test_script_settings_have_identity_and_every_dhcp_option() -> None:
+    store = script_settings({"serial": "d3a8b4f2", "mac": LEASE.mac, "ip": LEASE.ip}, LEASE)
+    assert store.get("serial") == "d3a8b4f2"
+    assert store.get("224") == store.get("net0/224") == "http://192.0.2.1/boot.ipxe"
+    assert store.get("net0/mac") == "52:54:00:12:34:56"
+    assert store.get("ip") == "192.0.2.100"
+
+
+def test_a_lease_value_the_script_settings_cannot_hold_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="DHCP lease of eth0"):
+        script_settings({"mac": "not-a-mac"}, LEASE)
 
 
 class RecordingReporter:

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-kmsg", action="store_true", help="do not copy log lines to /dev/kmsg",
     )
+    # For tests in network namespaces, which must not touch the host's files.
+    parser.add_argument("--runtime-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--resolv-conf", type=Path, default=None, help=argparse.SUPPRESS)
 
 
 def instructions_url(settings: Settings, lease: Any) -> str:
@@ -69,24 +72,17 @@ def document_kind(data: bytes, url: str) -> str:
     raise ScriptError(url, 1, f"not an iPXE script: expected '#!ipxe', found {first_line!r}")
 
 
-def settings_store(identity: dict[str, str], lease: Any) -> dict[str, str]:
-    """The variables a boot script starts with: identity, `net0/...`, options by number."""
-    store = dict(identity)
-    if lease is not None:
-        net0 = {
-            "mac": lease.mac, "ip": lease.ip, "gateway": lease.router or "",
-            "dns": lease.dns[0] if lease.dns else "", "domain": lease.domain or "",
-            "hostname": lease.hostname or "", "next-server": lease.next_server or "",
-            "filename": lease.boot_file or "",
-        }
-        for code in sorted(lease.options):
-            text = lease.option_text(code) or ""
-            store[str(code)] = text
-            net0[str(code)] = text
-        store.update({f"net0/{key}": value for key, value in net0.items()})
-        store.setdefault("next-server", net0["next-server"])
-        store.setdefault("filename", net0["filename"])
-    return store
+def script_settings(identity: dict[str, str], lease: Any) -> Any:
+    """The settings a boot script starts with: identity, then every DHCP option."""
+    from ramboot_agent.ipxe.settings import SettingError, build_settings  # noqa: PLC0415
+
+    extra = {"next-server": lease.next_server} if lease.next_server else {}
+    if lease.boot_file:
+        extra["filename"] = lease.boot_file
+    try:
+        return build_settings(identity, lease.options, extra)
+    except SettingError as error:
+        raise ConfigError(f"DHCP lease of {lease.interface}: {error}") from None
 
 
 def _uptime() -> float | None:
@@ -99,9 +95,14 @@ def _uptime() -> float | None:
 class BootFlow:
     """One run of the flow; keeps what the failure path can use (reporter, fetcher)."""
 
-    def __init__(self, settings: Settings, started: float) -> None:
+    def __init__(
+        self, settings: Settings, started: float, *,
+        runtime_dir: Path | None = None, resolv_conf: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.started = started
+        self.runtime_dir = runtime_dir
+        self.resolv_conf = resolv_conf
         self.reporter: Any = None
         self.fetcher: Any = None
 
@@ -112,7 +113,11 @@ class BootFlow:
 
         settings = self.settings
         uptime = _uptime()
-        lease = net.bring_up(settings)
+        runtime_dir = self.runtime_dir or net.RUNTIME_DIR
+        lease = net.bring_up(
+            settings, runtime_dir=runtime_dir,
+            resolv_conf=self.resolv_conf or Path("/etc/resolv.conf"),
+        )
 
         from ramboot_agent.events import Reporter  # noqa: PLC0415
         from ramboot_agent.fetch import Fetcher  # noqa: PLC0415
@@ -120,7 +125,7 @@ class BootFlow:
 
         identity = collect_identity(lease)
         report_url = settings.report_url or lease.option_text(net.OPTION_REPORT_URL)
-        self.reporter = reporter = Reporter(identity, report_url)
+        self.reporter = reporter = Reporter(identity, report_url, insecure=settings.insecure)
         reporter.emit("kernel-started", uptime=uptime)
         reporter.emit(
             "agent-started", version=__version__,
@@ -132,25 +137,56 @@ class BootFlow:
         )
         log.info("identity: %s", " ".join(f"{k}={v}" for k, v in identity.items() if v))
 
-        self.fetcher = fetcher = Fetcher(insecure=settings.insecure)
         url = instructions_url(settings, lease)
+        # file: only when the kernel command line itself names a local file.
+        local = url == settings.url and url.lower().startswith("file:")
+        self.fetcher = fetcher = Fetcher(insecure=settings.insecure, allow_file=local)
         log.info("instructions: %s", url)
         fetched = fetcher.fetch_bytes(url, max_size=MAX_INSTRUCTIONS_SIZE)
         data = fetched.data or b""
-        reporter.emit("script-fetched", url=url, bytes=fetched.size, sha256=fetched.sha256)
+        reporter.emit(
+            "script-fetched", url=url, bytes=fetched.size, sha256=fetched.sha256,
+            seconds=round(fetched.seconds, 3),
+        )
         document_kind(data, url)
 
-        from ramboot_agent.ipxe import Interpreter  # noqa: PLC0415
-        from ramboot_agent.kexec import Kexec  # noqa: PLC0415
+        from ramboot_agent.ipxe.interpreter import Interpreter  # noqa: PLC0415
+        from ramboot_agent.kexec import BootSpec, Kexec  # noqa: PLC0415
 
-        booter = Kexec(settings.dry_run, reporter)
-        store = settings_store(identity, lease)
-        interpreter = Interpreter(store, fetcher, booter, reporter, sys.stdout)
-        interpreter.run_text(data.decode("utf-8", errors="replace"), url)
-        if settings.dry_run:
+        kexec = Kexec(dry_run=settings.dry_run, reporter=reporter)
+
+        def booter(spec: BootSpec) -> None:
+            kexec.load(spec)
+            kexec.execute()  # returns only in a dry run
+
+        download_dir = runtime_dir / "images"
+        download_dir.mkdir(parents=True, exist_ok=True)
+        interpreter = Interpreter(
+            script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,
+            download_dir=download_dir,
+        )
+        result = interpreter.run_text(data.decode("utf-8", errors="replace"), url)
+        return self.finish(result.outcome, url)
+
+    def finish(self, outcome: Any, url: str) -> int:
+        """What happens after a script returned (a real boot never returns)."""
+        from ramboot_agent.ipxe.status import Outcome  # noqa: PLC0415
+
+        reporter = self.reporter
+        if outcome is Outcome.BOOTED and self.settings.dry_run:
             log.info("dry run complete: nothing was booted")
             reporter.close(5.0)
-            return rescue.EXIT_RESCUE if settings.shell == "after" else rescue.EXIT_DONE
+            return rescue.EXIT_RESCUE if self.settings.shell == "after" else rescue.EXIT_DONE
+        if outcome is Outcome.SHELL:
+            reporter.emit("shell", url=url)
+            reporter.close(5.0)
+            log.info("%s asked for a shell", url)
+            return rescue.EXIT_RESCUE
+        if outcome in (Outcome.REBOOT, Outcome.POWEROFF):
+            reporter.emit(outcome.value, url=url)
+            reporter.close(5.0)
+            rescue.power(outcome.value)
+            return rescue.EXIT_RESCUE
         raise ScriptError(url, None, "the script ended without booting a kernel")
 
 
@@ -167,7 +203,9 @@ def main(args: argparse.Namespace) -> int:
         log.warning("%s", warning)
     if settings.shell == "before":
         rescue.interactive_shell("rescue shell requested by ramboot.shell=before")
-    flow = BootFlow(settings, started)
+    flow = BootFlow(
+        settings, started, runtime_dir=args.runtime_dir, resolv_conf=args.resolv_conf
+    )
     policy = None
     try:
         return flow.run()

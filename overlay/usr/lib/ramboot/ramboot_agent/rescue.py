@@ -109,12 +109,17 @@ def reboot(delay: float | None, *, out: IO[str]) -> None:
             time.sleep(3600)
     print(f"ramboot-agent: rebooting in {delay:g} s", file=out, flush=True)
     time.sleep(delay)
+    power("reboot")
+
+
+def power(action: str) -> None:
+    """`reboot` or `poweroff` asked for by a script: through init, forced if that fails."""
     os.sync()
-    for argv in (["reboot"], ["reboot", "-f"]):
+    for argv in ([action], [action, "-f"]):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             if subprocess.run(argv, check=False, timeout=30).returncode == 0:
                 time.sleep(60)  # init is taking the system down
-    log.error("reboot failed")
+    log.error("%s failed", action)
 
 
 def interactive_shell(why: str, *, out: IO[str] | None = None) -> int:
