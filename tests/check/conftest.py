@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from ramboot.check.buildroot import BuildrootKconfig
 from ramboot.check.kernel import KernelKconfigs
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ramboot.check.buildroot import BuildrootKconfig
 
+from ramboot.check.buildroot import BuildrootKconfig
 from tests.check.conftest import GOOD_DEFCONFIG, REPO, make_external
 
 pytestmark = pytest.mark.buildroot

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ramboot.check.defconfig import last_values, read_config
 from ramboot.errors import RambootError
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ramboot.check import kernel
 from ramboot.check.kernel import KernelKconfigs
 from ramboot.check.report import Severity
-
 from tests.check.conftest import REPO
 
 pytestmark = pytest.mark.slow

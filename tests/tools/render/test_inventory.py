@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ramboot.inventory import InventoryError, parse_inventory
 
 HEADER = """
@@ -117,6 +118,7 @@ def test_toml_syntax_error_has_line_and_column() -> None:
 
 def test_cli_reports_every_problem_and_fails(tmp_path: Path) -> None:
     from click.testing import CliRunner
+
     from ramboot.cli import cli
 
     inventory = tmp_path / "fleet.toml"
