@@ -26,7 +26,8 @@ from ramboot_agent.errors import AgentError, NetworkError
 
 log = logging.getLogger("ramboot.net")
 
-HOOK = Path("/usr/share/ramboot/udhcpc.script")
+# /usr/share/ramboot/udhcpc.script in the image; the same relative place in a checkout.
+HOOK = Path(__file__).resolve().parents[3] / "share/ramboot/udhcpc.script"
 RUNTIME_DIR = Path("/run/ramboot")
 OPTION_URL = 224  # text: the instructions URL
 OPTION_REPORT_URL = 225  # text: where to POST status events
@@ -269,7 +270,9 @@ def run_udhcpc(iface: Interface, *, hook: Path, runtime_dir: Path, debug: int) -
         return None
     except OSError as error:
         raise NetworkError(f"cannot run udhcpc: {error}") from None
-    if result.returncode != 0 or not lease_file.exists():
+    if result.returncode == 0 and not lease_file.exists():
+        raise NetworkError(f"udhcpc got a lease on {iface.name} but {hook} did not record it")
+    if result.returncode != 0:
         detail = (result.stderr or "").strip().splitlines()[-1:] if result.stderr else []
         log.info("%s: no DHCP lease%s", iface.name, f" ({detail[0]})" if detail else "")
         return None
@@ -306,6 +309,8 @@ def bring_up(
     between rounds, until `ramboot.dhcp_timeout` seconds have passed.
     """
     runtime_dir.mkdir(parents=True, exist_ok=True)
+    if not hook.is_file():
+        raise NetworkError(f"the udhcpc hook {hook} is missing")
     candidates = order_candidates(list_interfaces(sys_class_net), settings)
     if not candidates:
         raise NetworkError("no Ethernet interface found (is the NIC driver loaded?)")
