@@ -9,6 +9,7 @@ the HTTP request log.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -172,3 +173,50 @@ def test_failing_chain_is_retried_then_explained(boot_ramboot: BootFn, failure: 
         assert all(r["query"]["mac"] == [GUEST_MAC] for r in sent)
     else:
         assert sent == []
+
+
+def embedded_lkrn(source: Path, script: Path, cache: Path) -> Path:
+    """bin/ipxe.lkrn built from `source` with EMBED=`script`, cached by both hashes."""
+    import fcntl
+    import hashlib
+    import shutil
+    import subprocess
+
+    commit = (source / "COMMIT").read_text().strip() if (source / "COMMIT").exists() else ""
+    key = hashlib.sha256(script.read_bytes() + str(source.resolve()).encode() + commit.encode())
+    target = cache / "ipxe-embed" / key.hexdigest()[:16] / "ipxe.lkrn"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (cache / "ipxe-embed" / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time in the shared source tree
+        if not target.is_file():
+            log = target.parent / "build.log"
+            with log.open("w") as out:
+                result = subprocess.run(
+                    ["make", "-C", str(source / "src"), f"-j{min(2, os.cpu_count() or 1)}",
+                     "bin/ipxe.lkrn", f"EMBED={script.resolve()}"],
+                    stdout=out, stderr=subprocess.STDOUT, timeout=3600, check=False)
+            if result.returncode != 0:
+                raise AssertionError(f"iPXE build failed, see {log}:\n{log.read_text()[-3000:]}")
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(source / "src" / "bin" / "ipxe.lkrn", tmp)
+            tmp.rename(target)
+    return target
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3900)
+def test_embedded_build_chains_without_an_initrd(
+    boot_ramboot: BootFn, ramboot_cache: Path
+) -> None:
+    source = os.environ.get("RAMBOOT_IPXE_SRC")
+    if not source:
+        pytest.skip("RAMBOOT_IPXE_SRC (an iPXE source tree) is not set")
+    if not (Path(source) / "src" / "Makefile").is_file():
+        pytest.fail(f"RAMBOOT_IPXE_SRC={source} is not an iPXE source tree (no src/Makefile)")
+    lkrn = embedded_lkrn(Path(source), RAMBOOT_IPXE, ramboot_cache)
+    boot = boot_ramboot(lkrn=lkrn, initrd=False,
+                        dhcp_options=[f"--dhcp-option-force=224,{BOOT_URL}"])
+    seconds = assert_chained_with_identity(boot)
+    print(f"boot-to-chain (embedded build): {seconds:.1f}s")
