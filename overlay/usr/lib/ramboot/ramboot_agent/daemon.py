@@ -14,12 +14,15 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ramboot_agent import __version__, rescue
 from ramboot_agent.cmdline import Settings, load_cmdline
 from ramboot_agent.errors import AgentError, BootError, ConfigError, ScriptError
 from ramboot_agent.log import setup_logging
+
+if TYPE_CHECKING:
+    from ramboot_agent.net import Lease
 
 log = logging.getLogger("ramboot")
 
@@ -39,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolv-conf", type=Path, default=None, help=argparse.SUPPRESS)
 
 
-def instructions_url(settings: Settings, lease: Any) -> str:
+def instructions_url(settings: Settings, lease: Lease | None) -> str:
     """`ramboot.url=` first, else DHCP option 224 of the boot interface."""
     if settings.url:
         return settings.url
@@ -72,7 +75,7 @@ def document_kind(data: bytes, url: str) -> str:
     raise ScriptError(url, 1, f"not an iPXE script: expected '#!ipxe', found {first_line!r}")
 
 
-def script_settings(identity: dict[str, str], lease: Any) -> Any:
+def script_settings(identity: dict[str, str], lease: Lease) -> Any:
     """The settings a boot script starts with: identity, then every DHCP option."""
     from ramboot_agent.ipxe.settings import SettingError, build_settings  # noqa: PLC0415
 
@@ -162,7 +165,8 @@ class BootFlow:
         download_dir = runtime_dir / "images"
         download_dir.mkdir(parents=True, exist_ok=True)
         interpreter = Interpreter(
-            script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,
+            # fetch_file's keywords are narrower than the interpreter's Protocol says.
+            script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,  # type: ignore[arg-type]
             download_dir=download_dir,
         )
         result = interpreter.run_text(data.decode("utf-8", errors="replace"), url)

@@ -101,9 +101,9 @@ def parse_lease(record: bytes, *, mac: str = "") -> Lease:
     """A Lease from the hook's record: udhcpc's environment, NUL-separated."""
     env: dict[str, str] = {}
     for entry in record.split(b"\0"):
-        name, equals, value = entry.partition(b"=")
+        raw_name, equals, raw_value = entry.partition(b"=")
         if equals:
-            env[name.decode("ascii", errors="replace")] = value.decode(
+            env[raw_name.decode("ascii", errors="replace")] = raw_value.decode(
                 "utf-8", errors="surrogateescape"
             )
     options: dict[int, bytes] = {}
