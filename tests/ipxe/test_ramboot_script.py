@@ -166,7 +166,8 @@ def test_failing_chain_is_retried_then_explained(boot_ramboot: BootFn, failure: 
     [(round_, reason)] = fallback_boxes(lines)
     assert round_ == "1/3"
     url = f"{HTTP_BASE}/missing.ipxe" if failure == "404" else BOOT_URL
-    assert reason.startswith(f"could not chain to {url} (error 0x")
+    explained = rf"could not chain to {re.escape(url)} \(error ([0-9a-f]{{8}}), https://ipxe.org/\1\)"
+    assert re.fullmatch(explained, reason), reason
     sent = requests(boot.http_log)
     if failure == "404":
         assert [(r["path"], r["status"]) for r in sent] == [("/missing.ipxe", 404)] * 3
