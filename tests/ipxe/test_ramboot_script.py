@@ -221,3 +221,14 @@ def test_embedded_build_chains_without_an_initrd(
                         dhcp_options=[f"--dhcp-option-force=224,{BOOT_URL}"])
     seconds = assert_chained_with_identity(boot)
     print(f"boot-to-chain (embedded build): {seconds:.1f}s")
+
+
+def test_boot_script_that_returns_is_explained(boot_ramboot: BootFn) -> None:
+    boot = boot_ramboot(files={"boot.ipxe": b"#!ipxe\necho boot script gives up\nexit 0\n"},
+                        dhcp_options=[f"--dhcp-option-force=224,{BOOT_URL}"])
+    boot.vm.expect(r"ramboot: retrying from DHCP", timeout=60)
+    lines = boot.lines()
+    assert "boot script gives up" in lines
+    assert fallback_boxes(lines) == [
+        ("1/3", f"the boot script {BOOT_URL} returned without booting")]
+    assert len(requests(boot.http_log)) == 1  # a script that ran is not re-fetched
