@@ -1,7 +1,8 @@
 """A small static HTTP server for tests, meant to run inside a network namespace.
 
     python -m tests.lib.httpd --bind 192.0.2.1 --port 8080 --root DIR --log requests.jsonl \
-        [--status /missing.ipxe=404] [--abort /reset.ipxe] [--expand-query /boot.ipxe]
+        [--status /missing.ipxe=404] [--abort /reset.ipxe] [--expand-query /boot.ipxe] \
+        [--collect /events] [--drop-after /vmlinuz=65536] [--listen-when FILE]
 
 Serves files under --root (no path escapes: the standard library's
 SimpleHTTPRequestHandler resolves paths inside the root). Every request is
@@ -10,7 +11,13 @@ lists, decoded), client address, status and the headers iPXE-like clients
 send. --status forces a status for one path; --abort closes the connection
 without an answer. --expand-query serves that file with every "@QUERY@"
 replaced by the request's raw query string (a test can make a chained
-script print what it was sent). Readiness is the log file's first line, {"event": "listening"}.
+script print what it was sent). --collect accepts POSTs to a path (a status
+report collector): each body is logged with its request, answered 204.
+--drop-after sends the first GET of a path (without Range) its full headers
+but only N bytes of body, then closes the connection; single byte ranges
+(`Range: bytes=N-` / `N-M`, with If-Range) are served, so a client can resume.
+--listen-when waits for FILE to exist before binding (a server that comes up
+late). Readiness is the log line {"event": "listening"}.
 
 From a test, `start_httpd(ns, ...)` runs it in a namespace and waits for it.
 """
@@ -42,6 +49,9 @@ class Behaviour:
     statuses: dict[str, int] = field(default_factory=dict)
     aborts: set[str] = field(default_factory=set)
     expand_query: set[str] = field(default_factory=set)
+    collect: set[str] = field(default_factory=set)
+    drop_after: dict[str, int] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, entry: dict[str, Any]) -> None:
@@ -56,9 +66,10 @@ def _handler(behaviour: Behaviour) -> type[http.server.SimpleHTTPRequestHandler]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(behaviour.root), **kwargs)
 
-        def _log_request(self, status: int | str) -> None:
+        def _log_request(self, status: int | str, **extra: Any) -> None:
             parts = urlsplit(self.path)
             behaviour.record({
+                **extra,
                 "event": "request",
                 "time": time.time(),
                 "client": self.client_address[0],
@@ -68,6 +79,7 @@ def _handler(behaviour: Behaviour) -> type[http.server.SimpleHTTPRequestHandler]
                 "query": parse_qs(parts.query, keep_blank_values=True),
                 "status": status,
                 "user_agent": self.headers.get("User-Agent", ""),
+                "range": self.headers.get("Range", ""),
             })
 
         def _special(self) -> bool:
@@ -104,10 +116,65 @@ def _handler(behaviour: Behaviour) -> type[http.server.SimpleHTTPRequestHandler]
             if self.command != "HEAD":
                 self.wfile.write(body)
 
+        def _drop_once(self, path: str) -> bool:
+            """The first plain GET of a --drop-after path: promise all, send a part."""
+            if path not in behaviour.drop_after or self.headers.get("Range"):
+                return False
+            with behaviour.lock:
+                if path in behaviour.dropped:
+                    return False
+                behaviour.dropped.add(path)
+            body = Path(self.translate_path(path)).read_bytes()
+            self._log_request("drop", sent=behaviour.drop_after[path])
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Last-Modified", self.date_time_string(
+                int(Path(self.translate_path(path)).stat().st_mtime)))
+            self.end_headers()
+            self.wfile.write(body[:behaviour.drop_after[path]])
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(2)
+            return True
+
+        def _send_range(self, target: Path) -> bool:
+            """Answer a single `bytes=N-[M]` range with 206; False to serve it all."""
+            spec = self.headers.get("Range", "")
+            if not spec.startswith("bytes=") or "," in spec:
+                return False
+            modified = self.date_time_string(int(target.stat().st_mtime))
+            if_range = self.headers.get("If-Range")
+            if if_range is not None and if_range != modified:
+                return False  # the file changed: the whole of it, as RFC 9110 says
+            first, _, last = spec.removeprefix("bytes=").partition("-")
+            data = target.read_bytes()
+            if not first.isdigit() or (last and not last.isdigit()):
+                return False
+            start, end = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
+            if start >= len(data) or end < start:
+                self._log_request(416)
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+            self._log_request(206)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.send_header("Last-Modified", modified)
+            self.end_headers()
+            self.wfile.write(data[start:end + 1])
+            return True
+
         def do_GET(self) -> None:
             if self._special():
                 return
+            path = urlsplit(self.path).path
             target = Path(self.translate_path(self.path))
+            if target.is_file() and (self._drop_once(path) or self._send_range(target)):
+                return
             status = 200 if target.is_file() else 404
             self._log_request(status)
             super().do_GET()
@@ -117,6 +184,23 @@ def _handler(behaviour: Behaviour) -> type[http.server.SimpleHTTPRequestHandler]
                 return
             self._log_request("head")
             super().do_HEAD()
+
+        def do_POST(self) -> None:
+            path = urlsplit(self.path).path
+            length = self.headers.get("Content-Length", "")
+            if path not in behaviour.collect or not length.isdigit():
+                self._log_request(405 if path not in behaviour.collect else 411)
+                self.send_error(405 if path not in behaviour.collect else 411)
+                return
+            body = self.rfile.read(int(length))
+            if path in behaviour.statuses:  # a collector that refuses, e.g. 503
+                self._log_request(behaviour.statuses[path], body=body.decode(errors="replace"))
+                self.send_error(behaviour.statuses[path])
+                return
+            self._log_request(204, body=body.decode(errors="replace"))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the JSON request log replaces the stderr access log
@@ -131,6 +215,13 @@ def _parse_status(item: str) -> tuple[str, int]:
     return path, int(code)
 
 
+def _parse_drop(item: str) -> tuple[str, int]:
+    path, sep, count = item.rpartition("=")
+    if not sep or not path.startswith("/") or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"--drop-after wants /path=BYTES, not {item!r}")
+    return path, int(count)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", required=True)
@@ -140,9 +231,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--status", type=_parse_status, action="append", default=[])
     parser.add_argument("--abort", action="append", default=[])
     parser.add_argument("--expand-query", action="append", default=[])
+    parser.add_argument("--collect", action="append", default=[])
+    parser.add_argument("--drop-after", type=_parse_drop, action="append", default=[])
+    parser.add_argument("--listen-when", type=Path, default=None)
     args = parser.parse_args(argv)
     behaviour = Behaviour(args.root.resolve(), args.log, dict(args.status), set(args.abort),
-                          set(args.expand_query))
+                          set(args.expand_query), set(args.collect), dict(args.drop_after))
+    if args.listen_when is not None:
+        behaviour.record({"event": "waiting", "for": str(args.listen_when)})
+        while not args.listen_when.exists():  # ended by the test's terminate()
+            time.sleep(0.02)
     server = http.server.ThreadingHTTPServer((args.bind, args.port), _handler(behaviour))
     behaviour.record({"event": "listening", "bind": args.bind, "port": args.port})
     with contextlib.suppress(KeyboardInterrupt):
@@ -155,8 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def start_httpd(ns: Any, *, bind: str, root: Path, log_path: Path, port: int = 8080,
                 statuses: dict[str, int] | None = None, aborts: Sequence[str] = (),
-                expand_query: Sequence[str] = (), timeout: float = 20) -> subprocess.Popen[Any]:
-    """Run this server in netlab Namespace `ns`; returns once it listens."""
+                expand_query: Sequence[str] = (), collect: Sequence[str] = (),
+                drop_after: dict[str, int] | None = None, listen_when: Path | None = None,
+                timeout: float = 20) -> subprocess.Popen[Any]:
+    """Run this server in netlab Namespace `ns`; returns once it listens.
+
+    With `listen_when`, returns once it waits for that file instead.
+    """
     argv: list[str] = [sys.executable, "-m", "tests.lib.httpd", "--bind", bind,
                        "--port", str(port), "--root", str(root), "--log", str(log_path)]
     for path, code in (statuses or {}).items():
@@ -165,6 +268,13 @@ def start_httpd(ns: Any, *, bind: str, root: Path, log_path: Path, port: int = 8
         argv += ["--abort", path]
     for path in expand_query:
         argv += ["--expand-query", path]
+    for path in collect:
+        argv += ["--collect", path]
+    for path, count in (drop_after or {}).items():
+        argv += ["--drop-after", f"{path}={count}"]
+    if listen_when is not None:
+        argv += ["--listen-when", str(listen_when)]
+    ready = '"waiting"' if listen_when is not None else '"listening"'
     stderr_path = log_path.with_name(log_path.name + ".stderr")
     with stderr_path.open("w") as stderr:
         process: subprocess.Popen[Any] = ns.popen(
@@ -172,7 +282,7 @@ def start_httpd(ns: Any, *, bind: str, root: Path, log_path: Path, port: int = 8
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
     deadline = time.monotonic() + timeout
-    while not (log_path.exists() and '"listening"' in log_path.read_text()):
+    while not (log_path.exists() and ready in log_path.read_text()):
         if process.poll() is not None:
             raise RuntimeError(f"httpd exited {process.returncode}: {stderr_path.read_text()}")
         if time.monotonic() > deadline:
@@ -187,6 +297,12 @@ def requests(log_path: Path) -> list[dict[str, Any]]:
         return []
     entries = [json.loads(line) for line in log_path.read_text().splitlines() if line]
     return [e for e in entries if e.get("event") == "request"]
+
+
+def posted(log_path: Path, path: str) -> list[Any]:
+    """The JSON bodies POSTed to `path` and accepted, in the order they arrived."""
+    return [json.loads(entry["body"]) for entry in requests(log_path)
+            if entry["method"] == "POST" and entry["path"] == path and entry["status"] == 204]
 
 
 if __name__ == "__main__":
