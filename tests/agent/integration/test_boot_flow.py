@@ -86,7 +86,7 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
     names = run.event_names()
     assert names == [
         "kernel-started", "agent-started", "network-up", "script-fetched",
-        "fetch", "script-fetched", "fetch", "fetch", "fetch",
+        "fetch", "script-fetched", "fetch", "fetch", "fetch", "boot",
     ], names
     assert [event["seq"] for event in run.events] == list(range(1, len(names) + 1))
     assert all(event["identity"]["mac"] == MAC for event in run.events)
@@ -103,8 +103,6 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
     assert run.seconds < 30
 
 
-@pytest.mark.xfail(strict=True, reason="a dry run emits no `boot` event (kexec.Kexec.execute "
-                   "returns before _emit); see docs/agent-e2e.md")
 def test_a_dry_run_reports_what_it_would_have_booted(boot_lab: BootLab) -> None:
     images = publish_chain(boot_lab)
     boot_lab.start_dhcp(option_224=f"{BASE}/boot.ipxe")
@@ -204,9 +202,9 @@ def test_boot_proceeds_while_the_control_plane_is_down_and_events_follow(
     # Every event arrived once, in order, after the collector came up.
     assert run.event_names() == [
         "kernel-started", "agent-started", "network-up", "script-fetched",
-        "fetch", "script-fetched", "fetch", "fetch", "fetch",
+        "fetch", "script-fetched", "fetch", "fetch", "fetch", "boot",
     ]
-    assert [event["seq"] for event in run.events] == list(range(1, 10))
+    assert [event["seq"] for event in run.events] == list(range(1, 11))
     assert "not yet delivered" not in run.console
 
 
@@ -221,5 +219,5 @@ def test_a_control_plane_that_stays_down_delays_the_end_by_a_bounded_time(
     assert run.returncode == 0, run.console
     assert_dry_run_boot(run, images)
     assert f"report to {REPORT_URL} failed (Connection refused)" in run.console
-    assert "report: 9 event(s) not yet delivered after 5.0s" in run.console
+    assert "report: 10 event(s) not yet delivered after 5.0s" in run.console
     assert run.seconds < 30

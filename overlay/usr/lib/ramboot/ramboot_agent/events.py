@@ -139,6 +139,8 @@ class Reporter:
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cond:
             self._closing_deadline = deadline  # shortens back-off while we wait
+            # ...including a back-off wait already under way.
+            self._next_try = min(self._next_try, time.monotonic() + 0.2)
             self._cond.notify_all()
             while self._spool and self._url is not None and self._thread is not None:
                 remaining = deadline - time.monotonic()

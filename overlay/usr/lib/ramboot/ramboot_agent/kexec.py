@@ -118,6 +118,7 @@ class Kexec:
         self.work_dir = work_dir
         self.loaded_flag = loaded_flag
         self.loaded: Loaded | None = None
+        self.dry_run_spec: BootSpec | None = None
 
     # -- argv -------------------------------------------------------------------
 
@@ -192,6 +193,7 @@ class Kexec:
                 raise BootError(f"cannot load {path}: no such file")
         if self.dry_run:
             log.info("dry run, would load:\n%s", self.describe(spec))
+            self.dry_run_spec = spec
             return None
         kernel = file_info(spec.kernel)
         initrd: FileInfo | None = None
@@ -247,6 +249,12 @@ class Kexec:
         """Jump to the loaded kernel. Returns only in dry-run mode; raises on failure."""
         if self.dry_run:
             log.info("dry run: would run %s", shlex.join(self.exec_argv()))
+            if self.dry_run_spec is not None:
+                # The control plane sees what would have booted, as in a real boot.
+                spec = self.dry_run_spec
+                self._emit("boot", dry_run=True, kernel=str(spec.kernel),
+                           kernel_sha256=file_info(spec.kernel).sha256,
+                           initrds=[str(p) for p in spec.initrds], cmdline=spec.cmdline)
             return
         if self.loaded is None:
             raise BootError("nothing loaded: kexec -e without a successful load")
