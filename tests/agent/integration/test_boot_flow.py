@@ -79,7 +79,7 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
     assert_dry_run_boot(run, images)
     # The second script's relative URLs resolve against its own URL.
     assert [(r["path"], r["raw_query"], r["status"]) for r in run.requests] == [
-        ("/boot.ipxe", "", 200), ("/stage2/next.ipxe", f"mac={MAC}", 200),
+        ("/boot.ipxe", run.requests[0]["raw_query"], 200), ("/stage2/next.ipxe", f"mac={MAC}", 200),
         ("/vmlinuz", "", 200), ("/initrd-a.cpio.gz", "", 200), ("/initrd-b.cpio.gz", "", 200),
     ]
 
@@ -92,7 +92,10 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
     assert all(event["identity"]["mac"] == MAC for event in run.events)
     network = run.events[2]["details"]
     assert network["interface"] == "eth0" and network["router"] == "192.0.2.1"
-    assert run.events[3]["details"]["url"] == f"{BASE}/boot.ipxe"
+    # Option 224 is fetched with the identity query the embedded iPXE script sends.
+    query = run.requests[0]["raw_query"]
+    assert query.startswith(f"mac={MAC}&ip=192.0.2.1") and query.endswith("&platform=pcbios")
+    assert run.events[3]["details"]["url"] == f"{BASE}/boot.ipxe?{query}"
     fetches = [event["details"] for event in run.events if event["event"] == "fetch"]
     assert fetches[0]["url"] == f"{BASE}/stage2/next.ipxe?mac={MAC}"
     served = {f"{BASE}/{name}": data for name, data in images.items()}
@@ -142,11 +145,13 @@ def test_a_missing_script_is_named_and_not_retried(boot_lab: BootLab) -> None:
     run = boot_lab.run_agent()
 
     assert run.returncode == 10, run.console
-    assert f"FetchError: {BASE}/missing.ipxe: HTTP 404" in run.console
+    assert f"FetchError: {BASE}/missing.ipxe?mac={MAC}&ip=" in run.console
+    assert "&platform=pcbios: HTTP 404" in run.console
     assert [(r["path"], r["status"]) for r in run.requests] == [("/missing.ipxe", 404)]
     assert "retry" not in run.console
     details = failure_event(run)
-    assert f"{BASE}/missing.ipxe: HTTP 404" in str(details["reason"])
+    assert f"{BASE}/missing.ipxe?mac={MAC}" in str(details["reason"])
+    assert str(details["reason"]).endswith("HTTP 404 File not found")
     assert run.seconds < 30
 
 

@@ -25,15 +25,40 @@ LEASE = Lease(
 )
 
 
-def test_kernel_command_line_url_wins_over_dhcp() -> None:
-    assert instructions_url(Settings(url="https://cp/x.ipxe"), LEASE) == "https://cp/x.ipxe"
-    assert instructions_url(Settings(), LEASE) == "http://192.0.2.1/boot.ipxe"
+IDENTITY = {
+    "mac": "52:54:00:12:34:56", "ip": "192.0.2.100", "uuid": "4c4c4544-0042",
+    "serial": "SN 42/a&b", "manufacturer": "Dell Inc.", "product": "PowerEdge R650",
+    "asset": "", "hostname": "node-1", "buildarch": "x86_64", "platform": "efi",
+}
+QUERY = (
+    "mac=52:54:00:12:34:56&ip=192.0.2.100&uuid=4c4c4544-0042&serial=SN%2042%2Fa%26b"
+    "&manufacturer=Dell%20Inc.&product=PowerEdge%20R650&asset=&hostname=node-1"
+    "&buildarch=x86_64&platform=efi"
+)
+
+
+def test_kernel_command_line_url_wins_over_dhcp_and_is_used_as_given() -> None:
+    url = instructions_url(Settings(url="https://cp/x.ipxe"), LEASE, IDENTITY)
+    assert url == "https://cp/x.ipxe"
+
+
+def test_option_224_gets_the_identity_query_the_embedded_ipxe_script_sends() -> None:
+    assert instructions_url(Settings(), LEASE, IDENTITY) == f"http://192.0.2.1/boot.ipxe?{QUERY}"
+    lease = Lease(interface="eth0", mac="", ip="192.0.2.9", prefix_len=24,
+                  options={224: b"http://cp/boot?site=lab"})
+    assert instructions_url(Settings(), lease, IDENTITY) == f"http://cp/boot?site=lab&{QUERY}"
+    # Same keys, same order as board/common/ipxe/ramboot.ipxe.
+    script = (REPO / "board/common/ipxe/ramboot.ipxe").read_text()
+    sent = script.split("set rb-url ${224}?", 1)[1].split("\n", 1)[0]
+    assert [pair.split("=")[0] for pair in sent.split("&")] == [
+        pair.split("=")[0] for pair in QUERY.split("&")
+    ]
 
 
 def test_no_instructions_is_a_config_error() -> None:
     lease = Lease(interface="eth1", mac="", ip="192.0.2.9", prefix_len=24)
     with pytest.raises(ConfigError, match="option 224 in the lease of eth1"):
-        instructions_url(Settings(), lease)
+        instructions_url(Settings(), lease, IDENTITY)
 
 
 def test_document_kinds() -> None:

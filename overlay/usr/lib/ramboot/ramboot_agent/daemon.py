@@ -42,13 +42,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolv-conf", type=Path, default=None, help=argparse.SUPPRESS)
 
 
-def instructions_url(settings: Settings, lease: Lease | None) -> str:
-    """`ramboot.url=` first, else DHCP option 224 of the boot interface."""
+# The query the embedded iPXE script (board/common/ipxe/ramboot.ipxe) appends
+# to option 224, in its order: one endpoint serves iPXE machines and agents.
+IDENTITY_QUERY_KEYS = (
+    "mac", "ip", "uuid", "serial", "manufacturer", "product", "asset", "hostname",
+    "buildarch", "platform",
+)
+# Values iPXE expands without :uristring; it escapes the others.
+_VERBATIM_KEYS = frozenset({"mac", "ip", "uuid", "buildarch", "platform"})
+
+
+def identity_query(identity: dict[str, str]) -> str:
+    from urllib.parse import quote  # noqa: PLC0415
+
+    def value(key: str) -> str:
+        text = identity.get(key, "")
+        return text if key in _VERBATIM_KEYS else quote(text, safe="")
+
+    return "&".join(f"{key}={value(key)}" for key in IDENTITY_QUERY_KEYS)
+
+
+def instructions_url(settings: Settings, lease: Lease | None, identity: dict[str, str]) -> str:
+    """`ramboot.url=` as given, else DHCP option 224 of the boot interface with
+    the machine's identity appended, as the embedded iPXE script sends it."""
     if settings.url:
         return settings.url
     url = lease.option_text(224) if lease is not None else None
     if url:
-        return url.strip()
+        url = url.strip()
+        return f"{url}{'&' if '?' in url else '?'}{identity_query(identity)}"
     interface = lease.interface if lease is not None else "no interface"
     raise ConfigError(
         "no instructions: neither ramboot.url= on the kernel command line nor DHCP "
@@ -140,7 +162,7 @@ class BootFlow:
         )
         log.info("identity: %s", " ".join(f"{k}={v}" for k, v in identity.items() if v))
 
-        url = instructions_url(settings, lease)
+        url = instructions_url(settings, lease, identity)
         # file: only when the kernel command line itself names a local file.
         local = url == settings.url and url.lower().startswith("file:")
         self.fetcher = fetcher = Fetcher(insecure=settings.insecure, allow_file=local)
