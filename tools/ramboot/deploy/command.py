@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -93,18 +96,13 @@ def releases(root: Path) -> None:
         click.echo(f"{'*' if release == live else ' '} {release}")
 
 
-class _NoBar:
+def _progress(total: int, label: str) -> AbstractContextManager[Any]:
+    """A progress bar on stderr for large trees; a silent stand-in otherwise."""
+    if total < _PROGRESS_THRESHOLD:
+        return nullcontext(_Silent())
+    return click.progressbar(length=total, label=label, file=sys.stderr)
+
+
+class _Silent:
     def update(self, n: int) -> None:
         pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress(total: int, label: str) -> click.progressbar[int] | _NoBar:  # type: ignore[type-arg]
-    if total < _PROGRESS_THRESHOLD:
-        return _NoBar()
-    return click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"))

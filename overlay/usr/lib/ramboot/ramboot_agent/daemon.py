@@ -187,8 +187,7 @@ class BootFlow:
         download_dir = runtime_dir / "images"
         download_dir.mkdir(parents=True, exist_ok=True)
         interpreter = Interpreter(
-            # fetch_file's keywords are narrower than the interpreter's Protocol says.
-            script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,  # type: ignore[arg-type]
+            script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,
             download_dir=download_dir,
         )
         result = interpreter.run_text(data.decode("utf-8", errors="replace"), url)
