@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from ramboot.cli import cli
 from ramboot.lint import parser_available
-
 from tests.tools.render.helpers import FLEET, make_images
 
 pytestmark = pytest.mark.skipif(not parser_available(), reason="ramboot_agent.ipxe not present")

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from ramboot.errors import RambootError
 from ramboot.render.images import MIB
-
 from tests.tools.render.helpers import FLEET, make_images, render_fleet, snapshot
 
 
