@@ -129,7 +129,7 @@ def test_writer_threads_report_failures_and_refuse_escapes(tmp_path: Path) -> No
         with pytest.raises(FileExistsError):
             writer.finish()
         with pytest.raises(RambootError, match="leaving the tree"):
-            writer.populate("tftp/cafe0000", {}, {"Image": "../../Image"})
+            writer.populate("tftp/cafe0000", {}, {"Image": "../../../Image"})
         with pytest.raises(RambootError, match="outside the output tree"):
             writer.text("http/../../x", "")
     finally:
