@@ -60,6 +60,7 @@ class Servers:
     dhcp_interface: str | None
     uefi_binary: str
     tftp_root: str | None
+    report_url: str | None
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,14 @@ def check_url(value: object) -> str:
     return value
 
 
+def check_report_url(value: object) -> str:
+    """Where the agent POSTs status events: http or https only (it never reports over TFTP)."""
+    url = check_url(value)
+    if not url.startswith(("http://", "https://")):
+        raise _Bad(f"{value!r} must be an http or https URL")
+    return url
+
+
 def check_ipv4(value: object) -> str:
     try:
         return str(ipaddress.IPv4Address(value))  # type: ignore[arg-type]
@@ -265,7 +274,9 @@ class _Collector:
         return tuple(out)
 
 
-_SERVER_KEYS = {"tftp", "http_base", "dhcp_interface", "uefi_binary", "tftp_root"}
+_SERVER_KEYS = {
+    "tftp", "http_base", "dhcp_interface", "uefi_binary", "tftp_root", "report_url",
+}
 _NETWORK_KEYS = {"subnet", "pool", "router", "dns", "domain", "lease_time"}
 _PROFILE_KEYS = {"kernel", "initramfs", "args", "chain"}
 _EEPROM_KEYS = {
@@ -303,9 +314,12 @@ def _servers(c: _Collector, raw: object) -> Servers:
         tftp_root = c.field("servers", "tftp_root", tftp_root, check_arg)
         if tftp_root and not tftp_root.startswith("/"):
             c.add("servers", f"tftp_root: {tftp_root!r} must be an absolute path")
+    report = data.get("report_url")
+    if report is not None:
+        report = c.field("servers", "report_url", report, check_report_url)
     return Servers(
         tftp=tftp or _PLACEHOLDER_IP, http_base=(http_base or "").rstrip("/"),
-        dhcp_interface=interface, uefi_binary=uefi, tftp_root=tftp_root,
+        dhcp_interface=interface, uefi_binary=uefi, tftp_root=tftp_root, report_url=report,
     )
 
 
@@ -413,6 +427,9 @@ def _ramboot_keys(c: _Collector, where: str, raw: object) -> dict[str, str]:
         if key == "url":
             c.add(where, "ramboot.url: set the host's 'url' (or 'profile') instead")
             continue
+        if key == "report":
+            c.add(where, "ramboot.report: set 'report_url' instead (it also feeds DHCP option 225)")
+            continue
         # TOML booleans and integers become the 1/0 and digits the agent parses.
         value = str(int(raw_value)) if isinstance(raw_value, bool | int) else raw_value
         checked = c.field(where, f"ramboot.{key}", value, check_arg)
@@ -422,8 +439,8 @@ def _ramboot_keys(c: _Collector, where: str, raw: object) -> dict[str, str]:
 
 
 def _host(
-    c: _Collector, index: int, raw: object, defaults: dict[str, Any],
-    profiles: Mapping[str, Profile],
+    c: _Collector, index: int, raw: object, *, defaults: dict[str, Any],
+    profiles: Mapping[str, Profile], servers: Servers,
 ) -> Host | None:
     where = f"host #{index + 1}"
     data = c.table(raw, where)
@@ -482,9 +499,12 @@ def _host(
         if "console" in merged else DEFAULT_CONSOLES.get(str(family), ())
     args = c.strings(where, "kernel_args", merged.get("kernel_args", []), check_arg)
     ramboot = _ramboot_keys(c, where, merged.get("ramboot"))
+    # The host's own, else [defaults]', else the fleet-wide one in [servers].
     report = merged.get("report_url")
     if report is not None:
-        report = c.field(where, "report_url", report, check_url)
+        report = c.field(where, "report_url", report, check_report_url)
+    else:
+        report = servers.report_url
     if name is None or family not in FAMILIES:
         return None
     return Host(
@@ -537,7 +557,9 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         hosts_raw = []
     hosts = [
         host for index, item in enumerate(hosts_raw)
-        if (host := _host(c, index, item, defaults, profiles)) is not None
+        if (host := _host(
+            c, index, item, defaults=defaults, profiles=profiles, servers=servers,
+        )) is not None
     ]
     _duplicates(c, hosts)
     if network.subnet:

@@ -67,6 +67,12 @@ def test_valid_inventory_parses_and_normalises() -> None:
     (PI + 'model = "3b"\n', "fleet.toml: host 'pi-07': model: '3b' is not one of 4b, 400, cm4"),
     (PI + 'kernel_args = ["a b"]\n', "fleet.toml: host 'pi-07': kernel_args: 'a b' contains"),
     (PI + 'ramboot = { url = "http://x/" }\n', "fleet.toml: host 'pi-07': ramboot.url: set"),
+    (PI + 'ramboot = { report = "http://x/" }\n',
+     "fleet.toml: host 'pi-07': ramboot.report: set 'report_url' instead"),
+    (PI + 'report_url = "tftp://192.0.2.1/events"\n',
+     "fleet.toml: host 'pi-07': report_url: 'tftp://192.0.2.1/events' must be an http or https"),
+    (PI + 'report_url = "http://192.0.2.1/a b"\n',
+     "fleet.toml: host 'pi-07': report_url: 'http://192.0.2.1/a b' contains whitespace"),
     (X86 + 'ip = "198.51.100.1"\n',
      "fleet.toml: host 'srv-01': ip: 198.51.100.1 is outside the subnet 192.0.2.0/24"),
 ])
@@ -106,6 +112,26 @@ def test_sections_are_validated() -> None:
     assert "fleet.toml: servers: tftp: 'fileserver' is not an IPv4 address" in found
     assert "fleet.toml: network: pool: 198.51.100.9 is outside the subnet 192.0.2.0/24" in found
     assert "fleet.toml: eeprom: tftp_prefix: 7 is not an integer in 0..2" in found
+
+
+def test_report_url_host_over_defaults_over_servers() -> None:
+    header = HEADER.replace(
+        'http_base = "http://192.0.2.1/ramboot"',
+        'http_base = "http://192.0.2.1/ramboot"\nreport_url = "http://192.0.2.1:8080/all"',
+    )
+    pi_own = PI + 'report_url = "https://192.0.2.1/pi"\n'
+    text = header + f"\n[[hosts]]\n{pi_own}\n[[hosts]]\n{X86}"
+    inventory = parse_inventory(text, Path("fleet.toml"))
+    assert inventory.servers.report_url == "http://192.0.2.1:8080/all"
+    assert [h.report_url for h in inventory.hosts] == ["https://192.0.2.1/pi",
+                                                       "http://192.0.2.1:8080/all"]
+    with_defaults = parse_inventory(
+        '[defaults]\nreport_url = "http://192.0.2.1/d"\n' + text, Path("fleet.toml"))
+    assert [h.report_url for h in with_defaults.hosts] == ["https://192.0.2.1/pi",
+                                                           "http://192.0.2.1/d"]
+    found = problems([PI], header.replace("http://192.0.2.1:8080/all", "tftp://192.0.2.1/x"))
+    assert "fleet.toml: servers: report_url: 'tftp://192.0.2.1/x' must be an http or https " \
+        "URL" in found
 
 
 def test_toml_syntax_error_has_line_and_column() -> None:

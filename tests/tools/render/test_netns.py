@@ -2,8 +2,10 @@
 
 - dnsmasq serves the rendered TFTP tree; tftp-hpa fetches what a Pi 4 asks for,
   through the per-serial symlinks, byte for byte.
-- Kea and dnsmasq, each with its rendered configuration, hand option 224 to
-  busybox udhcpc although it did not ask for it (no `-O 224`).
+- Kea and dnsmasq, each with its rendered configuration, hand options 224 (the
+  instructions URL) and 225 (the report URL) to busybox udhcpc although it did
+  not ask for them (no `-O`); a host's own report URL wins over the fleet's,
+  and a client without a reservation gets the fleet's.
 - A client that looks like a Pi 4 bootloader gets the same option 43 from both.
 """
 
@@ -98,32 +100,12 @@ def test_dnsmasq_serves_the_pi_tftp_tree_through_symlinks(tmp_path: Path) -> Non
             escape.stdout
 
 
-def test_kea_sends_option_224_unasked(tmp_path: Path) -> None:
-    netlab.require_netns("kea-dhcp4", "udhcpc")
-    out = _render(tmp_path)
-    with netlab.veth_lab(client_mac="52:54:00:12:34:56") as lab:
-        config = _kea_dict(out / "dhcp/kea-dhcp4.json", tmp_path)
-        netlab.start_kea(lab.server, config, tmp_path)
-        env = _udhcpc(lab, tmp_path)
-    assert env["ip"] == "192.0.2.31"  # srv-01's reservation
-    assert env["opt224"] == _hex("http://192.0.2.1/ramboot/hosts/srv-01.ipxe")
+FLEET_REPORT = "http://192.0.2.1:8080/events"  # [servers] report_url in the fixture
 
 
-def test_dnsmasq_sends_option_224_unasked(tmp_path: Path) -> None:
-    netlab.require_netns("dnsmasq", "udhcpc")
+def _lease(tmp_path: Path, server: str, mac: str, *extra: str) -> dict[str, str]:
     out = _render(tmp_path, tftp_root=tmp_path / "out" / "tftp")
-    with netlab.veth_lab(client_mac="52:54:00:12:34:57") as lab:
-        netlab.start_dnsmasq(
-            lab.server, lab.server_if, tmp_path, [f"--conf-file={out / 'dhcp/dnsmasq.conf'}"]
-        )
-        env = _udhcpc(lab, tmp_path)
-    assert env["ip"] == "192.0.2.31"  # srv-01's second NIC shares its reservation
-    assert env["opt224"] == _hex("http://192.0.2.1/ramboot/hosts/srv-01.ipxe")
-
-
-def _pi_lease(tmp_path: Path, server: str) -> dict[str, str]:
-    out = _render(tmp_path, tftp_root=tmp_path / "out" / "tftp")
-    with netlab.veth_lab(client_mac="dc:a6:32:00:00:01") as lab:
+    with netlab.veth_lab(client_mac=mac) as lab:
         if server == "kea":
             netlab.start_kea(lab.server, _kea_dict(out / "dhcp/kea-dhcp4.json", tmp_path),
                              tmp_path)
@@ -132,8 +114,33 @@ def _pi_lease(tmp_path: Path, server: str) -> dict[str, str]:
                 lab.server, lab.server_if, tmp_path,
                 [f"--conf-file={out / 'dhcp/dnsmasq.conf'}"],
             )
-        # Vendor class and client arch 0, as the Pi 4 bootloader sends them.
-        return _udhcpc(lab, tmp_path, "-V", PI_VENDOR_CLASS, "-x", "0x5d:0000", "-O", "43")
+        return _udhcpc(lab, tmp_path, *extra)
+
+
+# Kea gets srv-01's first NIC, dnsmasq its second: both share the reservation.
+@pytest.mark.parametrize(("server", "mac"), [("kea", "52:54:00:12:34:56"),
+                                             ("dnsmasq", "52:54:00:12:34:57")])
+def test_options_224_and_225_sent_unasked(tmp_path: Path, server: str, mac: str) -> None:
+    netlab.require_netns("kea-dhcp4" if server == "kea" else "dnsmasq", "udhcpc")
+    env = _lease(tmp_path, server, mac)
+    assert env["ip"] == "192.0.2.31"  # srv-01's reservation
+    assert env["opt224"] == _hex("http://192.0.2.1/ramboot/hosts/srv-01.ipxe")
+    assert env["opt225"] == _hex("https://192.0.2.1:8443/srv-events")  # its own, not the fleet's
+
+
+@pytest.mark.parametrize("server", ["kea", "dnsmasq"])
+def test_unreserved_client_gets_the_fleet_report_url(tmp_path: Path, server: str) -> None:
+    netlab.require_netns("kea-dhcp4" if server == "kea" else "dnsmasq", "udhcpc")
+    env = _lease(tmp_path, server, "52:54:00:99:99:99")
+    assert env["ip"].startswith("192.0.2.1")  # from the pool 192.0.2.100-199
+    assert "opt224" not in env
+    assert env["opt225"] == _hex(FLEET_REPORT)
+
+
+def _pi_lease(tmp_path: Path, server: str) -> dict[str, str]:
+    # Vendor class and client arch 0, as the Pi 4 bootloader sends them.
+    return _lease(tmp_path, server, "dc:a6:32:00:00:01",
+                  "-V", PI_VENDOR_CLASS, "-x", "0x5d:0000", "-O", "43")
 
 
 @pytest.mark.parametrize("server", ["kea", "dnsmasq"])
@@ -146,4 +153,5 @@ def test_pi_bootloader_gets_raspberry_pi_boot(tmp_path: Path, server: str) -> No
     assert env["siaddr"] == "192.0.2.1"
     assert env["ip"] == "192.0.2.21"
     assert env["opt224"] == _hex("http://192.0.2.1/ramboot/hosts/pi-01.ipxe")
+    assert env["opt225"] == _hex(FLEET_REPORT)
     assert "boot_file" not in env or env["boot_file"] != "undionly.kpxe"

@@ -117,3 +117,23 @@ def test_real_dnsmasq_accepts_the_config(tmp_path: Path, images: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "syntax check OK" in result.stderr
+
+
+def test_writer_threads_report_failures_and_refuse_escapes(tmp_path: Path) -> None:
+    from ramboot.render._writer import TreeWriter
+
+    writer = TreeWriter(tmp_path)
+    try:
+        writer.populate("tftp/1a2b3c4d", {"cmdline.txt": "x\n"}, {"Image": "../Image"})
+        writer.populate("tftp/1a2b3c4d", {"cmdline.txt": "y\n"}, {})  # the same directory again
+        with pytest.raises(FileExistsError):
+            writer.finish()
+        with pytest.raises(RambootError, match="leaving the tree"):
+            writer.populate("tftp/cafe0000", {}, {"Image": "../../../Image"})
+        with pytest.raises(RambootError, match="outside the output tree"):
+            writer.text("http/../../x", "")
+    finally:
+        writer.close()
+    assert (tmp_path / "tftp/1a2b3c4d/cmdline.txt").read_text() == "x\n"
+    assert str((tmp_path / "tftp/1a2b3c4d/Image").readlink()) == "../Image"
+    assert not (tmp_path / "tftp/cafe0000").exists()

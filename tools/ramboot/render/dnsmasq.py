@@ -16,7 +16,7 @@ def render(inventory: Inventory, writer: TreeWriter, templates: Templates) -> No
     hosts = [
         {
             "name": host.name, "macs": ",".join(host.macs), "ip": host.ip,
-            "url": inventory.host_url(host),
+            "url": inventory.host_url(host), "report_url": host.report_url,
         }
         for host in inventory.hosts if host.macs
     ]

@@ -72,6 +72,10 @@ def _reservations(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
                 {"name": "ramboot-url", "data": inventory.host_url(host), "always-send": True},
             ],
         }
+        if host.report_url:
+            reservation["option-data"].append(
+                {"name": "ramboot-report", "data": host.report_url, "always-send": True}
+            )
         # Kea refuses one address reserved twice in a subnet: it goes to the first MAC.
         if host.ip and index == 0:
             reservation["ip-address"] = host.ip
@@ -88,6 +92,11 @@ def kea_config(inventory: Inventory) -> dict[str, Any]:
         options.append({"name": "domain-name-servers", "data": ", ".join(net.dns)})
     if net.domain:
         options.append({"name": "domain-name", "data": net.domain})
+    if inventory.servers.report_url:
+        # Clients without a reservation (a new board) still learn where to report.
+        options.append(
+            {"name": "ramboot-report", "data": inventory.servers.report_url, "always-send": True}
+        )
     interface = inventory.servers.dhcp_interface or "*"
     return {
         "Dhcp4": {
@@ -97,6 +106,8 @@ def kea_config(inventory: Inventory) -> dict[str, Any]:
             "option-def": [
                 # Option 224 is private-use: a text URL, what iPXE's ${224} reads.
                 {"name": "ramboot-url", "code": 224, "type": "string", "space": "dhcp4"},
+                # Option 225, also private-use: the agent's status report URL.
+                {"name": "ramboot-report", "code": 225, "type": "string", "space": "dhcp4"},
             ],
             "client-classes": _client_classes(inventory),
             "subnet4": [{

@@ -53,14 +53,12 @@ def render(
     for host in inventory.hosts:
         if host.family != "rpi4" or host.serial is None:
             continue
-        directory = f"tftp/{host.serial}"
-        writer.text(
-            f"{directory}/config.txt",
-            templates.render(
-                "rpi4/config.txt.j2", host=host, source=inventory.path.name,
-                kernel=RPI_KERNEL, initramfs=RPI_INITRAMFS,
-            ),
+        config = templates.render(
+            "rpi4/config.txt.j2", host=host, source=inventory.path.name,
+            kernel=RPI_KERNEL, initramfs=RPI_INITRAMFS,
         )
-        writer.text(f"{directory}/cmdline.txt", rpi_cmdline(inventory, host) + "\n")
-        for name in links:
-            writer.symlink(f"{directory}/{name}", f"../{name}")
+        writer.populate(
+            f"tftp/{host.serial}",
+            {"config.txt": config, "cmdline.txt": rpi_cmdline(inventory, host) + "\n"},
+            {name: f"../{name}" for name in links},
+        )

@@ -63,14 +63,18 @@ def render_tree(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
         staging.chmod(DIR_MODE)
-        writer = TreeWriter(staging)
         result = RenderResult(out=out, warnings=list(images.warnings))
-        tftp.render(inventory, images, writer, templates)
-        result.scripts = http.render(inventory, images, writer, templates)
-        kea.render(inventory, writer)
-        dnsmasq.render(inventory, writer, templates)
-        if "rpi4" in inventory.families:
-            result.warnings += bootconf.render(inventory, writer, templates)
+        writer = TreeWriter(staging)
+        try:
+            tftp.render(inventory, images, writer, templates)
+            result.scripts = http.render(inventory, images, writer, templates)
+            kea.render(inventory, writer)
+            dnsmasq.render(inventory, writer, templates)
+            if "rpi4" in inventory.families:
+                result.warnings += bootconf.render(inventory, writer, templates)
+            writer.finish()
+        finally:
+            writer.close()
         if check_script is not None:
             problems = [
                 problem for path, text in sorted(result.scripts.items())
