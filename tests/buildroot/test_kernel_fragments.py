@@ -43,9 +43,10 @@ def kernel_kconfig_tree(ramboot_cache: Path) -> Path:
             pytest.skip(f"{tool} is not installed (needed to run the kernel's kconfig)")
     if not SOURCE_TARBALL.is_file():
         pytest.skip(f"{SOURCE_TARBALL} is missing (Debian package linux-source-6.12)")
-    tree = ramboot_cache / "linux-kconfig-6.12"
-    if (tree / "Makefile").is_file():
-        return tree
+    # scripts/install-deps unpacks the whole tree for `ramboot check`: reuse it.
+    for tree in (ramboot_cache / "linux-source-6.12", ramboot_cache / "linux-kconfig-6.12"):
+        if (tree / "Makefile").is_file():
+            return tree
     partial = ramboot_cache / "linux-kconfig-6.12.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

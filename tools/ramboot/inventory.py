@@ -191,7 +191,7 @@ def check_report_url(value: object) -> str:
 
 def check_ipv4(value: object) -> str:
     try:
-        return str(ipaddress.IPv4Address(value))  # type: ignore[arg-type]
+        return str(ipaddress.IPv4Address(value))
     except (ipaddress.AddressValueError, ValueError) as error:
         raise _Bad(f"{value!r} is not an IPv4 address") from error
 
@@ -328,13 +328,13 @@ def _network(c: _Collector, raw: object) -> Network:
     c.unknown_keys(data, _NETWORK_KEYS, "network")
     subnet: ipaddress.IPv4Network | None = None
     try:
-        subnet = ipaddress.IPv4Network(data.get("subnet"), strict=True)  # type: ignore[arg-type]
+        subnet = ipaddress.IPv4Network(data.get("subnet"), strict=True)
     except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError, TypeError):
         c.add("network", f"subnet: {data.get('subnet')!r} is not an IPv4 network like "
               "'192.0.2.0/24'")
 
     def inside(key: str, value: object) -> str | None:
-        address = c.field("network", key, value, check_ipv4)
+        address: str | None = c.field("network", key, value, check_ipv4)
         if address and subnet and ipaddress.IPv4Address(address) not in subnet:
             c.add("network", f"{key}: {address} is outside the subnet {subnet}")
         return address

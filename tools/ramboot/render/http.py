@@ -77,7 +77,7 @@ def render(
             writer.copy(f"http/images/{family}/{source.name}", source)
             published.add(f"{family}/{source.name}")
     writer.ensure_dir("http")
-    source = inventory.path.name
+    inventory_name = inventory.path.name
     scripts: dict[str, str] = {}
 
     def script(relative: str, text: str) -> None:
@@ -88,7 +88,7 @@ def render(
         script(
             f"http/profiles/{name}.ipxe",
             templates.render(
-                "ipxe/profile.ipxe.j2", profile=profile, source=source,
+                "ipxe/profile.ipxe.j2", profile=profile, source=inventory_name,
                 spec=boot_spec(inventory, profile, published),
             ),
         )
@@ -98,7 +98,7 @@ def render(
             script(
                 f"http/hosts/{host.name}.ipxe",
                 templates.render(
-                    "ipxe/host.ipxe.j2", host=host, profile=profile, source=source,
+                    "ipxe/host.ipxe.j2", host=host, profile=profile, source=inventory_name,
                     spec=boot_spec(inventory, profile, published, host),
                 ),
             )
@@ -106,7 +106,7 @@ def render(
             script(
                 f"http/mac/{mac.replace(':', '-')}.ipxe",
                 templates.render(
-                    "ipxe/mac.ipxe.j2", host=host, mac=mac, source=source,
+                    "ipxe/mac.ipxe.j2", host=host, mac=mac, source=inventory_name,
                     url=inventory.host_url(host),
                 ),
             )
