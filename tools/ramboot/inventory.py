@@ -408,11 +408,12 @@ def _profiles(c: _Collector, raw: object) -> dict[str, Profile]:
                     c.add(where, f"{key}: has no meaning with 'chain'")
         if kernel is not None:
             kernel = c.field(where, "kernel", kernel, check_kernel_ref)
+        args = c.strings(where, "args", body.get("args", []), check_arg)
+        _check_agent_args(c, where, "args", args)
         profiles[name] = Profile(
             name=name, kernel=kernel,
             initramfs=c.strings(where, "initramfs", body.get("initramfs", []), check_kernel_ref),
-            args=c.strings(where, "args", body.get("args", []), check_arg),
-            chain=chain,
+            args=args, chain=chain,
         )
     return profiles
 
@@ -433,9 +434,34 @@ def _ramboot_keys(c: _Collector, where: str, raw: object) -> dict[str, str]:
         # TOML booleans and integers become the 1/0 and digits the agent parses.
         value = str(int(raw_value)) if isinstance(raw_value, bool | int) else raw_value
         checked = c.field(where, f"ramboot.{key}", value, check_arg)
-        if checked is not None:
+        if checked is not None and c.field(
+            where, f"ramboot.{key}", f"ramboot.{key}={checked}", check_agent_words
+        ) is not None:
             out[key] = checked
     return out
+
+
+def check_agent_words(value: object) -> str:
+    """Kernel words the agent will read must parse as the agent parses them
+    (its own parser, so the two can never disagree): a typo in a key or a bad
+    value is caught here, not on a machine that then stops in a rescue shell."""
+    from ramboot_agent.cmdline import parse_cmdline  # noqa: PLC0415
+    from ramboot_agent.errors import ConfigError  # noqa: PLC0415
+
+    text = str(value)
+    try:
+        settings = parse_cmdline(text)
+    except ConfigError as error:
+        raise _Bad(str(error)) from None
+    if settings.warnings:
+        raise _Bad(settings.warnings[0].split(" (known:")[0])
+    return text
+
+
+def _check_agent_args(c: _Collector, where: str, key: str, words: tuple[str, ...]) -> None:
+    for word in words:
+        if word.startswith("ramboot."):
+            c.field(where, key, word, check_agent_words)
 
 
 def _host(
@@ -498,6 +524,7 @@ def _host(
     consoles = c.strings(where, "console", merged["console"], check_arg) \
         if "console" in merged else DEFAULT_CONSOLES.get(str(family), ())
     args = c.strings(where, "kernel_args", merged.get("kernel_args", []), check_arg)
+    _check_agent_args(c, where, "kernel_args", args)
     ramboot = _ramboot_keys(c, where, merged.get("ramboot"))
     # The host's own, else [defaults]', else the fleet-wide one in [servers].
     report = merged.get("report_url")

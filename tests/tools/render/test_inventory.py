@@ -75,6 +75,15 @@ def test_valid_inventory_parses_and_normalises() -> None:
      "fleet.toml: host 'pi-07': report_url: 'http://192.0.2.1/a b' contains whitespace"),
     (X86 + 'ip = "198.51.100.1"\n',
      "fleet.toml: host 'srv-01': ip: 198.51.100.1 is outside the subnet 192.0.2.0/24"),
+    # ramboot.* words are checked with the agent's own command-line parser.
+    (PI + 'ramboot = { shell = "no" }\n',
+     "fleet.toml: host 'pi-07': ramboot.shell: ramboot.shell='no': expected one of never, "
+     "failure, before, after"),
+    (PI + 'ramboot = { carier_timeout = 5 }\n',
+     "fleet.toml: host 'pi-07': ramboot.carier_timeout: unknown kernel parameter "
+     "ramboot.carier_timeout ignored"),
+    (PI + 'kernel_args = ["ramboot.debug=7"]\n',
+     "fleet.toml: host 'pi-07': kernel_args: ramboot.debug='7': expected 0, 1 or 2"),
 ])
 def test_bad_host_is_named(host: str, expected: str) -> None:
     found = problems([host])
@@ -161,3 +170,10 @@ def test_documented_example_is_valid(repo: Path) -> None:
 
     inventory = load_inventory(repo / "examples/inventory.toml")
     assert {host.family for host in inventory.hosts} == {"rpi4", "x86_64"}
+
+
+def test_profile_args_are_checked_with_the_agents_parser() -> None:
+    header = HEADER + 'args = ["quiet", "ramboot.dhcp_timeout=soon"]\n'
+    found = problems([PI], header)
+    assert "fleet.toml: profile 'rescue': args: ramboot.dhcp_timeout='soon': expected a " \
+        "number of seconds" in found, found
