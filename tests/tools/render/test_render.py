@@ -137,3 +137,14 @@ def test_writer_threads_report_failures_and_refuse_escapes(tmp_path: Path) -> No
     assert (tmp_path / "tftp/1a2b3c4d/cmdline.txt").read_text() == "x\n"
     assert str((tmp_path / "tftp/1a2b3c4d/Image").readlink()) == "../Image"
     assert not (tmp_path / "tftp/cafe0000").exists()
+
+
+def test_the_makefiles_output_directory_works_as_images(tmp_path: Path, images: Path) -> None:
+    """`--images output` after `make rpi4 x86_64`: Buildroot's images directories."""
+    output = tmp_path / "output"
+    shutil.copytree(images / "rpi4", output / "rpi4" / "images")
+    shutil.copytree(images / "x86_64", output / "x86_64" / "images")
+    shutil.copytree(images / "ipxe", output / "x86_64" / "images" / "ipxe")
+    render_fleet(images, tmp_path / "flat")
+    render_fleet(output, tmp_path / "built")
+    assert snapshot(tmp_path / "built") == snapshot(tmp_path / "flat")

@@ -6,6 +6,10 @@ Layout of --images (each part needed only when the fleet uses it):
               overlays/ either here or in rpi4/rpi-firmware/ (Buildroot's layout)
     x86_64/   bzImage, rootfs.cpio.gz
     ipxe/     undionly.kpxe, ipxe.efi, snponly.efi (whichever exist)
+
+or the top-level Makefile's output directory as it is: `rpi4/images/` and
+`x86_64/images/` (Buildroot's images directories, iPXE in
+`x86_64/images/ipxe/`) stand for `rpi4/`, `x86_64/` and `ipxe/`.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ def _first(*candidates: Path) -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
+def _board_dir(images: Path, board: str) -> Path:
+    """`images/<board>`, or Buildroot's `images/<board>/images` from `make <board>`."""
+    built = images / board / "images"
+    return built if built.is_dir() else images / board
+
+
 def find_images(images: Path, inventory: Inventory) -> ImageSet:
     if not images.is_dir():
         raise RambootError(f"{images}: --images is not a directory")
@@ -64,7 +74,7 @@ def find_images(images: Path, inventory: Inventory) -> ImageSet:
         return path
 
     if "rpi4" in inventory.families:
-        rpi = images / "rpi4"
+        rpi = _board_dir(images, "rpi4")
         firmware = rpi / "rpi-firmware"
         boot_files = {
             name: need(_first(firmware / name, rpi / name), f"rpi4/{name}")
@@ -100,19 +110,21 @@ def find_images(images: Path, inventory: Inventory) -> ImageSet:
                 )
 
     if "x86_64" in inventory.families:
-        x86 = images / "x86_64"
+        x86 = _board_dir(images, "x86_64")
+        ipxe_dir = next((d for d in (images / "ipxe", x86 / "ipxe") if d.is_dir()),
+                        images / "ipxe")
         found.x86_64 = X86Images(
             kernel=need(_first(x86 / "bzImage"), "x86_64/bzImage"),
             initramfs=need(_first(x86 / "rootfs.cpio.gz"), "x86_64/rootfs.cpio.gz"),
         )
         for name in IPXE_BINARIES:
-            path = _first(images / "ipxe" / name)
+            path = _first(ipxe_dir / name)
             if path is not None:
                 found.ipxe[name] = path
         for name in ("undionly.kpxe", inventory.servers.uefi_binary):
             if name not in found.ipxe:
                 found.warnings.append(
-                    f"{images / 'ipxe' / name}: missing: x86_64 firmware that asks for it "
+                    f"{ipxe_dir / name}: missing: x86_64 firmware that asks for it "
                     "will not boot"
                 )
 
