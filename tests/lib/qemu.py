@@ -34,7 +34,7 @@ from typing import IO, TypeVar
 
 import pexpect
 
-from tests.lib.netlab import Namespace
+from tests.lib.netlab import Namespace, wait_for
 
 T = TypeVar("T")
 
@@ -419,14 +419,7 @@ def running(argv: Sequence[str | os.PathLike[str]], log_path: Path,
 def poll_until(predicate: Callable[[], T], *, timeout: float, interval: float = 0.2,
                what: str = "condition") -> T:
     """Host-side polling with a scaled overall deadline."""
-    deadline = time.monotonic() + scaled(timeout)
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {scaled(timeout):.0f}s waiting for {what}")
-        time.sleep(interval)
+    return wait_for(predicate, timeout=scaled(timeout), interval=interval, what=what)
 
 
 __all__ = [
