@@ -1,0 +1,225 @@
+"""`ramboot-agent run`: the boot-time flow.
+
+cmdline → logging → network → identity → reporter → instructions URL →
+fetch → interpret → boot; any failure → rescue (reason on the console, a
+`failure` event, then the rescue shell or a reboot per `ramboot.shell=`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ramboot_agent import __version__, rescue
+from ramboot_agent.cmdline import Settings, load_cmdline
+from ramboot_agent.errors import AgentError, BootError, ConfigError, ScriptError
+from ramboot_agent.log import setup_logging
+
+if TYPE_CHECKING:
+    from ramboot_agent.net import Lease
+
+log = logging.getLogger("ramboot")
+
+MAX_INSTRUCTIONS_SIZE = 1024 * 1024
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cmdline", type=Path, default=Path("/proc/cmdline"),
+        help="read kernel parameters from this file (default: /proc/cmdline)",
+    )
+    parser.add_argument(
+        "--no-kmsg", action="store_true", help="do not copy log lines to /dev/kmsg",
+    )
+    # For tests in network namespaces, which must not touch the host's files.
+    parser.add_argument("--runtime-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--resolv-conf", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def instructions_url(settings: Settings, lease: Lease | None) -> str:
+    """`ramboot.url=` first, else DHCP option 224 of the boot interface."""
+    if settings.url:
+        return settings.url
+    url = lease.option_text(224) if lease is not None else None
+    if url:
+        return url.strip()
+    interface = lease.interface if lease is not None else "no interface"
+    raise ConfigError(
+        "no instructions: neither ramboot.url= on the kernel command line nor DHCP "
+        f"option 224 in the lease of {interface}"
+    )
+
+
+def document_kind(data: bytes, url: str) -> str:
+    """"ipxe" for `#!ipxe` scripts; anything else is an error naming the URL."""
+    head = data.lstrip(b"\xef\xbb\xbf")  # tolerate a UTF-8 byte order mark
+    if head.startswith(b"#!ipxe"):
+        return "ipxe"
+    if head.lstrip().startswith(b"{"):
+        try:
+            json.loads(head)
+        except ValueError:
+            pass
+        else:
+            raise ConfigError(
+                f"{url}: provisioning plans (JSON) are not supported by this version of "
+                "ramboot-agent; serve an iPXE script (#!ipxe) instead"
+            )
+    first_line = head.split(b"\n", 1)[0][:60].decode("utf-8", errors="replace")
+    raise ScriptError(url, 1, f"not an iPXE script: expected '#!ipxe', found {first_line!r}")
+
+
+def script_settings(identity: dict[str, str], lease: Lease) -> Any:
+    """The settings a boot script starts with: identity, then every DHCP option."""
+    from ramboot_agent.ipxe.settings import SettingError, build_settings  # noqa: PLC0415
+
+    extra = {"next-server": lease.next_server} if lease.next_server else {}
+    if lease.boot_file:
+        extra["filename"] = lease.boot_file
+    try:
+        return build_settings(identity, lease.options, extra)
+    except SettingError as error:
+        raise ConfigError(f"DHCP lease of {lease.interface}: {error}") from None
+
+
+def _uptime() -> float | None:
+    try:
+        return float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class BootFlow:
+    """One run of the flow; keeps what the failure path can use (reporter, fetcher)."""
+
+    def __init__(
+        self, settings: Settings, started: float, *,
+        runtime_dir: Path | None = None, resolv_conf: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.started = started
+        self.runtime_dir = runtime_dir
+        self.resolv_conf = resolv_conf
+        self.reporter: Any = None
+        self.fetcher: Any = None
+
+    def run(self) -> int:
+        """The flow proper; raises AgentError on any failure."""
+        # Imported here: start-up of `run` pays only for what it uses, in order.
+        from ramboot_agent import net  # noqa: PLC0415
+
+        settings = self.settings
+        uptime = _uptime()
+        runtime_dir = self.runtime_dir or net.RUNTIME_DIR
+        lease = net.bring_up(
+            settings, runtime_dir=runtime_dir,
+            resolv_conf=self.resolv_conf or Path("/etc/resolv.conf"),
+        )
+
+        from ramboot_agent.events import Reporter  # noqa: PLC0415
+        from ramboot_agent.fetch import Fetcher  # noqa: PLC0415
+        from ramboot_agent.identity import collect_identity  # noqa: PLC0415
+
+        identity = collect_identity(lease)
+        report_url = settings.report_url or lease.option_text(net.OPTION_REPORT_URL)
+        self.reporter = reporter = Reporter(identity, report_url, insecure=settings.insecure)
+        reporter.emit("kernel-started", uptime=uptime)
+        reporter.emit(
+            "agent-started", version=__version__,
+            seconds=round(time.monotonic() - self.started, 3),
+        )
+        reporter.emit(
+            "network-up", interface=lease.interface, ip=lease.ip, prefix_len=lease.prefix_len,
+            router=lease.router, server_id=lease.server_id,
+        )
+        log.info("identity: %s", " ".join(f"{k}={v}" for k, v in identity.items() if v))
+
+        url = instructions_url(settings, lease)
+        # file: only when the kernel command line itself names a local file.
+        local = url == settings.url and url.lower().startswith("file:")
+        self.fetcher = fetcher = Fetcher(insecure=settings.insecure, allow_file=local)
+        log.info("instructions: %s", url)
+        fetched = fetcher.fetch_bytes(url, max_size=MAX_INSTRUCTIONS_SIZE)
+        data = fetched.data or b""
+        reporter.emit(
+            "script-fetched", url=url, bytes=fetched.size, sha256=fetched.sha256,
+            seconds=round(fetched.seconds, 3),
+        )
+        document_kind(data, url)
+
+        from ramboot_agent.ipxe.interpreter import Interpreter  # noqa: PLC0415
+        from ramboot_agent.kexec import BootSpec, Kexec  # noqa: PLC0415
+
+        kexec = Kexec(dry_run=settings.dry_run, reporter=reporter)
+
+        def booter(spec: BootSpec) -> None:
+            kexec.load(spec)
+            kexec.execute()  # returns only in a dry run
+
+        download_dir = runtime_dir / "images"
+        download_dir.mkdir(parents=True, exist_ok=True)
+        interpreter = Interpreter(
+            # fetch_file's keywords are narrower than the interpreter's Protocol says.
+            script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,  # type: ignore[arg-type]
+            download_dir=download_dir,
+        )
+        result = interpreter.run_text(data.decode("utf-8", errors="replace"), url)
+        return self.finish(result.outcome, url)
+
+    def finish(self, outcome: Any, url: str) -> int:
+        """What happens after a script returned (a real boot never returns)."""
+        from ramboot_agent.ipxe.status import Outcome  # noqa: PLC0415
+
+        reporter = self.reporter
+        if outcome is Outcome.BOOTED and self.settings.dry_run:
+            log.info("dry run complete: nothing was booted")
+            reporter.close(5.0)
+            return rescue.EXIT_RESCUE if self.settings.shell == "after" else rescue.EXIT_DONE
+        if outcome is Outcome.SHELL:
+            reporter.emit("shell", url=url)
+            reporter.close(5.0)
+            log.info("%s asked for a shell", url)
+            return rescue.EXIT_RESCUE
+        if outcome in (Outcome.REBOOT, Outcome.POWEROFF):
+            reporter.emit(outcome.value, url=url)
+            reporter.close(5.0)
+            rescue.power(outcome.value)
+            return rescue.EXIT_RESCUE
+        raise ScriptError(url, None, "the script ended without booting a kernel")
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        settings = load_cmdline(args.cmdline)
+    except ConfigError as error:
+        setup_logging(0, kmsg=not args.no_kmsg)
+        return rescue.fail(f"kernel command line: {error}", None, Settings())
+    setup_logging(settings.debug, kmsg=not args.no_kmsg)
+    log.info("ramboot-agent %s starting (python %s)", __version__, sys.version.split()[0])
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    if settings.shell == "before":
+        rescue.interactive_shell("rescue shell requested by ramboot.shell=before")
+    flow = BootFlow(
+        settings, started, runtime_dir=args.runtime_dir, resolv_conf=args.resolv_conf
+    )
+    policy = None
+    try:
+        return flow.run()
+    except BootError as error:
+        reason = f"{type(error).__name__}: {error}"
+        policy = "reboot" if settings.on_kexec_failure == "reboot" else None
+    except AgentError as error:
+        reason = f"{type(error).__name__}: {error}"
+    except Exception as error:
+        # A bug must still end in a reason on the console and a rescue shell.
+        log.error("%s", "".join(traceback.format_exception(error)).rstrip())
+        reason = f"internal error: {type(error).__name__}: {error}"
+    return rescue.fail(reason, flow.reporter, settings, fetcher=flow.fetcher, policy=policy)

@@ -1,0 +1,298 @@
+"""Status events: queued by the boot flow, POSTed to the control plane by a thread.
+
+Reporting must never break or slow provisioning: `emit` only appends to a
+bounded spool and returns; a daemon thread delivers events one at a time, in
+order, retrying with back-off while the report URL is unreachable. When the
+spool overflows the oldest events are dropped and counted.
+"""
+# ruff: noqa: PLC0415 (http.client is imported by the sender thread only)
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger("ramboot.events")
+
+HISTORY = 200  # events kept for recent() regardless of delivery
+TIMELINE_LIMIT = 1000
+
+
+def utc_iso(seconds: float) -> str:
+    """`2026-11-22T13:30:24.123Z`"""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _json_safe(details: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return dict(json.loads(json.dumps(details, default=str)))
+    except (TypeError, ValueError) as error:
+        return {"unserializable": repr(details)[:500], "error": str(error)}
+
+
+class Reporter:
+    """Queues events and delivers them in order to a report URL.
+
+    `clock` is monotonic seconds (on Linux, since boot), `wall_clock` is
+    seconds since the epoch; both are parameters so the timeline can be tested.
+    """
+
+    def __init__(
+        self,
+        identity: Mapping[str, str],
+        url: str | None = None,
+        *,
+        spool_limit: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        timeout: float = 5.0,
+        backoff: float = 0.5,
+        max_backoff: float = 15.0,
+        cafile: str | None = None,
+        insecure: bool = False,
+    ) -> None:
+        self.identity = dict(identity)
+        self.spool_limit = max(1, spool_limit)
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.timeout = timeout
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.cafile = cafile
+        self.insecure = insecure
+        self._url: str | None = None
+        self._spool: deque[dict[str, Any]] = deque()
+        self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self._marks: deque[tuple[str, float, str]] = deque(maxlen=TIMELINE_LIMIT)
+        self._seq = 0
+        self._dropped = 0
+        self._rejected = 0
+        self._failures = 0
+        self._next_try = 0.0
+        self._closing_deadline: float | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random()  # noqa: S311 (jitter, not secrets)
+        if url:
+            self.set_url(url)
+
+    # -- the caller's side: never raises, never blocks ----------------------
+
+    def emit(self, event: str, **details: Any) -> None:
+        try:
+            now = self.clock()
+            wall = self.wall_clock()
+            with self._cond:
+                self._seq += 1
+                stamp = utc_iso(wall)
+                record: dict[str, Any] = {
+                    "event": event,
+                    "identity": dict(self.identity),
+                    "seq": self._seq,
+                    "monotonic": round(now, 3),
+                    "time": stamp,
+                    "details": _json_safe(details),
+                }
+                self._history.append(record)
+                self._marks.append((event, now, stamp))
+                if not self._closed:
+                    self._spool.append(record)
+                    while len(self._spool) > self.spool_limit:
+                        self._spool.popleft()
+                        self._dropped += 1
+                    self._wake()
+            log.info("event %s %s", event, json.dumps(record["details"], sort_keys=True))
+        except Exception:  # reporting must never break the boot
+            log.exception("could not record event %s", event)
+
+    def update_identity(self, **values: str) -> None:
+        """Add or change identity fields (e.g. `ip` once the network is up)."""
+        with self._cond:
+            self.identity.update(values)
+
+    def set_url(self, url: str | None) -> None:
+        """Send to `url` from now on; events buffered so far go out first."""
+        if url is not None and urlsplit(url).scheme.lower() not in ("http", "https"):
+            log.warning("ignoring report URL %s: only http and https are supported", url)
+            return
+        with self._cond:
+            self._url = url
+            self._failures = 0
+            self._next_try = 0.0
+            self._wake()
+
+    def flush(self, timeout: float = 3.0) -> bool:
+        """Wait at most `timeout` seconds for the queue to drain; True if it did.
+
+        Used before kexec: if the jump then fails, later events still go out.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            self._closing_deadline = deadline  # shortens back-off while we wait
+            self._cond.notify_all()
+            while self._spool and self._url is not None and self._thread is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._closing_deadline = None
+            if self._spool:
+                log.warning("report: %d event(s) not yet delivered after %.1fs",
+                            len(self._spool), timeout)
+            return not self._spool
+
+    def close(self, timeout: float = 3.0) -> bool:
+        """Flush for at most `timeout` seconds, then stop sending; True if all went out.
+
+        Later events are still kept for recent() and timeline(), but not sent.
+        """
+        delivered = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._spool.clear()
+            self._cond.notify_all()
+        return delivered
+
+    def recent(self, n: int = 20) -> list[dict[str, Any]]:
+        with self._cond:
+            return list(self._history)[-n:] if n > 0 else []
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def pending(self) -> int:
+        return len(self._spool)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """One entry per event: when it happened and how long until the next one.
+
+        A stage is the time between two events, named by the one that starts
+        it (`network-up` → `script-fetched` is the script download).
+        """
+        with self._cond:
+            marks = list(self._marks)
+        if not marks:
+            return []
+        start = marks[0][1]
+        stages = []
+        for index, (event, at, wall) in enumerate(marks):
+            following = marks[index + 1][1] if index + 1 < len(marks) else None
+            stages.append({
+                "event": event,
+                "monotonic": round(at, 3),
+                "time": wall,
+                "since_start": round(at - start, 3),
+                "duration": round(following - at, 3) if following is not None else None,
+            })
+        return stages
+
+    def format_timeline(self) -> str:
+        lines = []
+        for stage in self.timeline():
+            duration = stage["duration"]
+            took = f"{duration:8.3f}s" if duration is not None else "        -"
+            lines.append(f"{stage['monotonic']:10.3f}  +{stage['since_start']:8.3f}s  "
+                         f"{took}  {stage['event']}")
+        return "\n".join(lines)
+
+    # -- the sender thread --------------------------------------------------
+
+    def _wake(self) -> None:
+        """With the lock held: start the sender if needed and wake it up."""
+        if self._thread is None and self._url is not None and self._spool:
+            self._thread = threading.Thread(target=self._run, name="ramboot-events",
+                                            daemon=True)
+            self._thread.start()
+        self._cond.notify_all()
+
+    def _ready(self) -> bool:
+        return (self._url is not None and bool(self._spool)
+                and time.monotonic() >= self._next_try)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._ready():
+                    wait = None
+                    if self._url is not None and self._spool:
+                        wait = max(0.0, self._next_try - time.monotonic())
+                    self._cond.wait(wait)
+                if self._closed:
+                    return
+                record = self._spool[0]
+                url = self._url
+                payload = dict(record)
+                if self._dropped:
+                    payload["dropped"] = self._dropped
+                post_timeout = self.timeout
+                if self._closing_deadline is not None:
+                    post_timeout = min(post_timeout,
+                                       max(0.1, self._closing_deadline - time.monotonic()))
+            assert url is not None
+            try:
+                outcome = self._post(url, json.dumps(payload).encode(), post_timeout)
+            except Exception as error:  # never let the thread die
+                outcome = f"retry: {type(error).__name__}: {error}"
+            with self._cond:
+                if outcome in ("sent", "rejected"):
+                    if self._spool and self._spool[0] is record:
+                        self._spool.popleft()
+                    self._failures = 0
+                    self._next_try = 0.0
+                else:
+                    self._failures += 1
+                    ceiling = min(self.max_backoff, self.backoff * 2 ** (self._failures - 1))
+                    delay = self._rng.uniform(ceiling / 2, ceiling)
+                    if self._closing_deadline is not None:
+                        delay = min(delay, 0.2)
+                    self._next_try = time.monotonic() + delay
+                    if self._failures == 1 or self._failures % 10 == 0:
+                        log.warning("report to %s failed (%s); %d event(s) queued", url,
+                                    outcome.removeprefix("retry: "), len(self._spool))
+                self._cond.notify_all()
+
+    def _post(self, url: str, body: bytes, timeout: float) -> str:
+        """"sent", "rejected" (a 4xx: retrying cannot help) or "retry: <reason>"."""
+        import http.client
+
+        parts = urlsplit(url)
+        connection: http.client.HTTPConnection
+        if parts.scheme.lower() == "https":
+            from ramboot_agent.fetch import make_ssl_context
+
+            context = make_ssl_context(cafile=self.cafile, insecure=self.insecure)
+            connection = http.client.HTTPSConnection(parts.hostname or "", parts.port,
+                                                     timeout=timeout, context=context)
+        else:
+            connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
+                                                    timeout=timeout)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            connection.request("POST", target, body=body, headers={
+                "Content-Type": "application/json", "Connection": "close"})
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as error:
+            return f"retry: {error.strerror if isinstance(error, OSError) else error}"
+        finally:
+            connection.close()
+        if 200 <= response.status < 300:
+            return "sent"
+        if response.status in (408, 429) or response.status >= 500:
+            return f"retry: HTTP {response.status}"
+        self._rejected += 1
+        log.warning("report to %s rejected: HTTP %d %s (event dropped)", url, response.status,
+                    response.reason)
+        return "rejected"

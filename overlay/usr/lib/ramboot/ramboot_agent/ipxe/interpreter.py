@@ -1,0 +1,317 @@
+"""Run iPXE scripts: iPXE's control flow and command status rules.
+
+* A line's status is that of the last command it ran; ``&&``/``||``/``;``
+  decide whether the next command on the line runs.
+* A line that fails ends the script with that status (so ``cmd || goto x``
+  is how scripts handle failure); ``exit N`` ends it with status N.
+* ``chain`` of a script runs it nested (relative URLs resolve against it)
+  and returns its status to the caller; ``chain --replace`` runs it instead
+  of the caller.
+* Booting a kernel, ``shell``, ``reboot`` and ``poweroff`` end every script.
+
+Collaborators are passed in, so the same interpreter runs on the target
+(real fetcher, kexec booter) and on a workstation (dry-run booter).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from ramboot_agent.errors import AgentError, BootError, FetchError, ScriptError
+from ramboot_agent.ipxe import uri
+from ramboot_agent.ipxe.commands import COMMANDS
+from ramboot_agent.ipxe.expand import ExpansionError, expand
+from ramboot_agent.ipxe.images import Image, ImageRegistry
+from ramboot_agent.ipxe.parser import MAX_SCRIPT_CHARS, Line, Script, is_script, parse
+from ramboot_agent.ipxe.settings import SettingError, SettingsStore, parse_setting_name
+from ramboot_agent.ipxe.status import BootSpec, CommandFailed, Menu, Outcome, RunResult
+
+log = logging.getLogger("ramboot")
+
+MAX_CHAIN_DEPTH = 32
+MAX_LINES = 1_000_000
+
+
+class Fetcher(Protocol):
+    def fetch_file(self, url: str, dest_dir: Path, **kwargs: Any) -> Any: ...
+
+
+class Reporter(Protocol):
+    def emit(self, event: str, **details: Any) -> None: ...
+
+
+class _Finished(Exception):
+    """Unwinds every running script: boot, shell, reboot, poweroff."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(result.outcome.value)
+        self.result = result
+
+
+@dataclass
+class Frame:
+    """One running script: where it is, and its base URL."""
+
+    script: Script
+    index: int = 0
+    line: Line | None = None
+
+
+class Interpreter:
+    def __init__(
+        self,
+        settings: SettingsStore,
+        fetcher: Fetcher,
+        booter: Callable[[BootSpec], None],
+        reporter: Reporter,
+        out: TextIO,
+        *,
+        download_dir: Path,
+        sleep: Callable[[float], None] = time.sleep,
+        cpu_flags: frozenset[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.fetcher = fetcher
+        self.booter = booter
+        self.reporter = reporter
+        self.out = out
+        self.download_dir = download_dir
+        self.sleep = sleep
+        self.cpu_flags = cpu_flags
+        self.images = ImageRegistry()
+        self.menus: dict[str | None, Menu] = {}
+        self.params: dict[str | None, list[tuple[str, str]]] = {}
+        self.frames: list[Frame] = []
+        self._downloads = 0
+        self._lines_run = 0
+        self._stop_line = False  # goto: stop the rest of this line
+        self._stop_script = False  # exit / chain --replace: stop this script
+        self._replacement: Image | None = None
+        self._failure: ScriptError | None = None
+
+    # --- entry points ------------------------------------------------------
+
+    def run_url(self, url: str) -> RunResult:
+        """Fetch and run the script at ``url``; raises ScriptError on failure."""
+        try:
+            image = self.download(url)
+        except CommandFailed as error:
+            raise ScriptError(url, None, str(error)) from None
+        if not image.is_script:
+            raise ScriptError(url, None, "not an iPXE script: it must start with '#!ipxe'")
+        return self._run_top(image)
+
+    def run_text(self, text: str, url: str) -> RunResult:
+        """Run a script already in memory; ``url`` is its base for relative URLs."""
+        script = parse(text, url)
+        image = Image(uri.image_name(url), url, Path(), len(text), True, text=text)
+        return self._run_top(image, script)
+
+    def _run_top(self, image: Image, script: Script | None = None) -> RunResult:
+        try:
+            status = self.exec_script_image(image, script)
+        except _Finished as finished:
+            return finished.result
+        if status != 0:
+            if self._failure is not None:
+                raise self._failure
+            raise ScriptError(image.url, None, f"script failed with status {status}")
+        return RunResult(Outcome.EXITED)
+
+    # --- scripts -----------------------------------------------------------
+
+    def exec_script_image(self, image: Image, script: Script | None = None) -> int:
+        """Run a script image (and any ``--replace`` successors); its status."""
+        while True:
+            if len(self.frames) >= MAX_CHAIN_DEPTH:
+                raise ScriptError(image.url, None,
+                                  f"scripts chained more than {MAX_CHAIN_DEPTH} deep")
+            if script is None:
+                script = parse(image.text or "", image.url)
+            # iPXE unregisters a script while it runs, and frees it after if asked.
+            self.images.unregister(image)
+            try:
+                status = self._run_script(script)
+            finally:
+                if not image.autofree:
+                    self.images.register(image)
+            replacement, self._replacement = self._replacement, None
+            if replacement is None:
+                return status
+            image, script = replacement, None
+
+    def _run_script(self, script: Script) -> int:
+        frame = Frame(script)
+        self.frames.append(frame)
+        try:
+            status = 0
+            while frame.index < len(script.lines):
+                line = script.lines[frame.index]
+                frame.index += 1
+                frame.line = line
+                self._lines_run += 1
+                if self._lines_run > MAX_LINES:
+                    raise ScriptError(script.url, line.number,
+                                      f"more than {MAX_LINES} lines run: an endless loop?")
+                status = self._run_line(frame, line)
+                if self._stop_script:
+                    self._stop_script = False
+                    return status
+                if status != 0:
+                    return status
+            return 0
+        finally:
+            self.frames.pop()
+
+    def _run_line(self, frame: Frame, line: Line) -> int:
+        status = 0
+        run = True
+        for command in line.commands:
+            if run:
+                status = self._run_command(frame, line, command.words)
+            if self._stop_line or self._stop_script:
+                self._stop_line = False
+                break
+            if command.connector is None:
+                break
+            run = {"&&": status == 0, "||": status != 0, ";": True}[command.connector]
+        return status
+
+    def _run_command(self, frame: Frame, line: Line, words: tuple[str, ...]) -> int:
+        url = frame.script.url
+        if not words:
+            return 0  # an empty command succeeds (e.g. after a trailing `||`)
+        try:
+            argv = [expand(word, self.settings.get) for word in words]
+        except ExpansionError as error:
+            raise ScriptError(url, line.number, str(error)) from None
+        handler = COMMANDS.get(argv[0])
+        if handler is None:
+            raise ScriptError(url, line.number, f"unsupported command {argv[0]!r}")
+        try:
+            handler(self, argv)
+        except CommandFailed as failed:
+            message = f"{argv[0]}: {failed}"
+            log.info("%s:%d: %s", url, line.number, message)
+            self._failure = ScriptError(url, line.number, message)
+            return failed.status
+        except ScriptError:
+            raise
+        except AgentError as error:
+            raise ScriptError(url, line.number, f"{argv[0]}: {error}") from error
+        return 0
+
+    # --- services for commands ---------------------------------------------
+
+    @property
+    def current(self) -> Frame:
+        return self.frames[-1]
+
+    def goto(self, label: str) -> None:
+        index = self.current.script.find_label(label)
+        if index is None:
+            raise CommandFailed(f"no such label ':{label}'")
+        self.current.index = index
+        self._stop_line = True
+
+    def exit_script(self) -> None:
+        self._stop_script = True
+
+    def replace_script(self, image: Image) -> None:
+        self._replacement = image
+        self._stop_script = True
+
+    def finish(self, outcome: Outcome, boot: BootSpec | None = None) -> None:
+        raise _Finished(RunResult(outcome, boot))
+
+    def print(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def lookup_setting(self, text: str) -> str | None:
+        return self.settings.get(text)
+
+    def store_setting(self, name: str, value: str) -> None:
+        try:
+            self.settings.set_text(name, value)
+        except SettingError as error:
+            raise CommandFailed(f"could not store {name!r}: {error}") from None
+
+    def has_lease(self) -> bool:
+        return self.settings.has_block("net0.dhcp")
+
+    def resolve(self, reference: str) -> str:
+        base = self.frames[-1].script.url if self.frames else None
+        return uri.resolve(base, reference)
+
+    def download(self, reference: str, *, name: str | None = None) -> Image:
+        """Fetch ``reference`` (relative to the running script) as a new image."""
+        origin = self.frames[-1].script.url if self.frames else None
+        url = self.resolve(reference)
+        if "##params" in url:
+            raise ScriptError(url, self.frames[-1].line.number if self.frames and
+                              self.frames[-1].line else None,
+                              "form parameters (##params, HTTP POST) are not supported")
+        if not uri.is_absolute(url):
+            raise CommandFailed(f"{url}: not a URL and no such image")
+        self._downloads += 1
+        dest = self.download_dir / f"{self._downloads:03d}"
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            fetched = self.fetcher.fetch_file(url, dest, origin=origin)
+        except FetchError as error:
+            raise CommandFailed(str(error)) from None
+        path = Path(fetched.path) if fetched.path is not None else dest / "image"
+        if fetched.path is None:
+            path.write_bytes(fetched.data or b"")
+        self.reporter.emit("fetch", url=url, bytes=fetched.size,
+                           seconds=round(fetched.seconds, 3), sha256=fetched.sha256)
+        with path.open("rb") as stream:
+            head = stream.read(8)
+        text = None
+        if is_script(head):
+            if fetched.size > MAX_SCRIPT_CHARS:
+                raise CommandFailed(f"{url}: script larger than {MAX_SCRIPT_CHARS} bytes")
+            text = path.read_bytes().decode("utf-8", "replace")
+            self.reporter.emit("script-fetched", url=url, bytes=fetched.size)
+        image = Image(name or uri.image_name(url), url, path, fetched.size,
+                      text is not None, text=text)
+        self.images.register(image)
+        return image
+
+    def acquire(self, name_or_url: str) -> Image:
+        """An existing image by name, else a download (iPXE's imgacquire)."""
+        return self.images.find(name_or_url) or self.download(name_or_url)
+
+    def execute(self, image: Image, *, replace: bool = False) -> None:
+        """``chain``/``boot``: run a script, or boot a kernel (never returns)."""
+        if image.is_script:
+            if replace:
+                self.replace_script(image)
+                return
+            status = self.exec_script_image(image)
+            if status != 0:
+                raise CommandFailed(f"{image.url}: script failed with status {status}", status)
+            return
+        try:
+            initrds = self.images.initrds_for(image)
+        except LookupError as error:
+            raise CommandFailed(str(error)) from None
+        spec = BootSpec(kernel=image.path, initrds=[i.path for i in initrds],
+                        cmdline=image.cmdline or "")
+        try:
+            self.booter(spec)
+        except BootError as error:
+            raise CommandFailed(f"could not boot {image.name}: {error}") from None
+        self.finish(Outcome.BOOTED, spec)
+
+    def setting_name_ok(self, text: str) -> None:
+        try:
+            parse_setting_name(text)
+        except SettingError as error:
+            raise CommandFailed(f"{text!r}: {error}") from None

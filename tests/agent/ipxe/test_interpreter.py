@@ -1,0 +1,185 @@
+"""Flow control, command status, images and URL resolution, with real HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ramboot_agent.errors import ScriptError
+from ramboot_agent.ipxe import Outcome
+from ramboot_agent.ipxe.uri import resolve
+
+
+def test_failed_command_ends_script_unless_handled(make_harness: Any) -> None:
+    harness = make_harness()
+    with pytest.raises(ScriptError) as error:
+        harness.run("#!ipxe\necho one\niseq a b || echo handled\n\niseq a b\necho never\n")
+    assert harness.lines == ["one", "handled"]
+    assert error.value.line == 5 and "iseq" in error.value.message
+
+
+def test_connectors_follow_the_last_status(make_harness: Any) -> None:
+    harness = make_harness()
+    harness.run("#!ipxe\n"
+                "iseq a b && echo no1 || echo yes1\n"
+                "iseq a a && echo yes2 || echo no2\n"
+                "iseq a b && echo no3 ||\n"
+                "iseq a b ; echo yes4\n"
+                "isset ${unset} || isset ${also} || echo yes5\n")
+    assert harness.lines == ["yes1", "yes2", "yes4", "yes5"]
+
+
+def test_goto_labels_and_loops(make_harness: Any) -> None:
+    harness = make_harness()
+    harness.run("#!ipxe\nset n:int32 0\n:loop inc n\necho n=${n}\n"
+                "iseq ${n} 3 || goto loop\ngoto end ; echo skipped\necho skipped\n:end\n")
+    assert harness.lines == ["n=1", "n=2", "n=3"]
+
+
+def test_unknown_label_and_unsupported_command(make_harness: Any) -> None:
+    harness = make_harness()
+    with pytest.raises(ScriptError) as error:
+        harness.run("#!ipxe\n\ngoto nowhere\n")
+    assert error.value.line == 3 and "nowhere" in error.value.message
+    harness.run("#!ipxe\ngoto nowhere || echo caught\n")
+    assert harness.lines == ["caught"]
+    with pytest.raises(ScriptError) as error:
+        harness.run("#!ipxe\necho a\nsanboot iscsi:x || echo never\n")
+    assert error.value.line == 3 and "unsupported command 'sanboot'" in error.value.message
+
+
+def test_exit_status(make_harness: Any) -> None:
+    harness = make_harness()
+    assert harness.run("#!ipxe\nexit\necho never\n").outcome is Outcome.EXITED
+    with pytest.raises(ScriptError) as error:
+        harness.run("#!ipxe\necho x\nexit 2\n")
+    assert error.value.line == 3
+    assert harness.lines == ["x"]
+
+
+def test_echo_and_set_join_words(make_harness: Any) -> None:
+    harness = make_harness()
+    harness.run("#!ipxe\nset v  a   b\necho -n [${v}]\necho  x   y\necho -- -n\n"
+                "echo x -n\nset v\nisset ${v} || echo cleared\n")
+    assert harness.lines == ["[a b]x y", "-n", "x -n", "cleared"]
+
+
+def test_typed_settings_and_bad_store(make_harness: Any) -> None:
+    harness = make_harness({"mac": "52:54:00:aa:bb:cc"})
+    harness.run("#!ipxe\nset i:uint8 0xfe\ninc i 3\necho ${i} ${i:int8}\n"
+                "set m:hex ${mac}\necho ${m:hexhyp}\n"
+                "set bad:ipv4 not-an-ip || echo rejected\nset s 5\ninc s || echo not-int\n")
+    assert harness.lines == ["0x1 1", "52-54-00-aa-bb-cc", "rejected", "not-int"]
+
+
+def test_dhcp_follows_the_lease(make_harness: Any) -> None:
+    harness = make_harness()
+    harness.run("#!ipxe\ndhcp || echo no-lease\n")
+    assert harness.lines == ["no-lease"]
+    leased = make_harness(options={224: b"http://192.0.2.1/x"})
+    leased.run("#!ipxe\ndhcp && echo lease ${224}\n")
+    assert leased.lines == ["lease http://192.0.2.1/x"]
+
+
+def test_menus_take_the_default(make_harness: Any) -> None:
+    harness = make_harness()
+    harness.run("#!ipxe\nmenu Title\nitem a A\nitem --default b B\nchoose pick && echo ${pick}\n"
+                "menu Again\nitem a A\nchoose pick || echo nodefault\n"
+                "prompt --timeout 1000 Press a key || echo timeout\n")
+    assert harness.lines == ["b", "nodefault", "Press a key", "timeout"]
+
+
+def test_shell_reboot_poweroff_end_everything(make_harness: Any) -> None:
+    for command, outcome in [("shell", Outcome.SHELL), ("reboot", Outcome.REBOOT),
+                             ("poweroff", Outcome.POWEROFF)]:
+        assert make_harness().run(f"#!ipxe\n{command}\necho never\n").outcome is outcome
+
+
+def test_cpuid_uses_cpu_flags(make_harness: Any) -> None:
+    script = "#!ipxe\ncpuid --ext 29 && set arch x86_64 || set arch i386\necho ${arch}\n"
+    yes = make_harness(cpu_flags=frozenset({"lm"}))
+    no = make_harness(cpu_flags=frozenset())
+    yes.run(script)
+    no.run(script)
+    assert (yes.lines, no.lines) == (["x86_64"], ["i386"])
+
+
+@pytest.mark.parametrize(("base", "ref", "expected"), [
+    ("http://h/a/b/c.ipxe", "d.ipxe", "http://h/a/b/d.ipxe"),
+    ("http://h/a/b/c.ipxe", "../d?x=1", "http://h/a/d?x=1"),
+    ("http://h/a/b/c.ipxe", "/top/k", "http://h/top/k"),
+    ("http://h/a/b/c.ipxe?old=1", "?uuid=5&mac=aa", "http://h/a/b/c.ipxe?uuid=5&mac=aa"),
+    ("http://h/a/c.ipxe", "../../../x", "http://h/x"),
+    ("tftp://192.0.2.1/boot/c.ipxe", "k/vmlinuz", "tftp://192.0.2.1/boot/k/vmlinuz"),
+    ("http://h/a/c.ipxe", "//other/p", "http://other/p"),
+    ("http://h/a/c.ipxe", "https://x/y/./z", "https://x/y/./z"),
+    ("file:///srv/x/c.ipxe", "./k", "file:///srv/x/k"),
+])
+def test_url_resolution(base: str, ref: str, expected: str) -> None:
+    assert resolve(base, ref) == expected
+
+
+def _serve_boot_files(root: Path) -> None:
+    (root / "boot").mkdir()
+    (root / "boot" / "vmlinuz").write_bytes(b"MZ kernel bytes")
+    (root / "boot" / "initrd.img").write_bytes(b"070701 initrd bytes")
+    (root / "boot" / "extra.cpio").write_bytes(b"070701 extra")
+
+
+def test_chain_nested_script_relative_urls_and_boot(make_harness: Any, http_root: Any) -> None:
+    root, base = http_root
+    _serve_boot_files(root)
+    (root / "menu.ipxe").write_text(
+        "#!ipxe\necho in menu\nchain boot/sub.ipxe?mac=${mac:hexhyp} || echo sub failed\n"
+        "echo back ${from_sub}\nkernel boot/vmlinuz console=ttyS0 root=/dev/ram0\n"
+        "initrd boot/initrd.img\nimgfetch --name extra boot/extra.cpio\nboot\n")
+    (root / "boot" / "sub.ipxe").write_text(
+        "#!ipxe\nset from_sub yes\necho sub sees ${mac}\nexit 0\necho never\n")
+    harness = make_harness({"mac": "52:54:00:00:00:01"})
+    result = harness.interpreter.run_url(f"{base}/menu.ipxe")
+    assert harness.lines == ["in menu", "sub sees 52:54:00:00:00:01", "back yes"]
+    assert harness.fetcher.urls[1] == f"{base}/boot/sub.ipxe?mac=52-54-00-00-00-01"
+    assert result.outcome is Outcome.BOOTED
+    spec = harness.recorder.boots[0]
+    assert spec.kernel.read_bytes() == b"MZ kernel bytes"
+    assert [p.read_bytes() for p in spec.initrds] == [b"070701 initrd bytes", b"070701 extra"]
+    assert spec.cmdline == "console=ttyS0 root=/dev/ram0"
+    fetched = [details["url"] for event, details in harness.recorder.events if event == "fetch"]
+    assert fetched == harness.fetcher.urls
+
+
+def test_failed_fetch_is_a_status_and_names_the_line(make_harness: Any, http_root: Any) -> None:
+    _, base = http_root
+    harness = make_harness()
+    harness.run(f"#!ipxe\nchain {base}/missing.ipxe || echo handled\n")
+    assert harness.lines == ["handled"]
+    with pytest.raises(ScriptError) as error:
+        harness.run(f"#!ipxe\n\nkernel {base}/missing\n")
+    assert error.value.line == 3 and "missing" in error.value.message
+
+
+def test_chain_replace_does_not_return(make_harness: Any, http_root: Any) -> None:
+    root, base = http_root
+    (root / "next.ipxe").write_text("#!ipxe\necho replaced\n")
+    harness = make_harness()
+    harness.run(f"#!ipxe\nchain --replace {base}/next.ipxe\necho never\n")
+    assert harness.lines == ["replaced"]
+
+
+def test_initrd_names_in_cmdline_select_initrds(make_harness: Any, http_root: Any) -> None:
+    root, base = http_root
+    _serve_boot_files(root)
+    harness = make_harness()
+    harness.run(f"#!ipxe\nimgfetch {base}/boot/extra.cpio\ninitrd {base}/boot/initrd.img\n"
+                f"chain {base}/boot/vmlinuz initrd=initrd.img quiet\n")
+    spec = harness.recorder.boots[0]
+    assert [p.read_bytes() for p in spec.initrds] == [b"070701 initrd bytes"]
+    assert spec.cmdline == "initrd=initrd.img quiet"
+    with pytest.raises(ScriptError, match="initrd=nope"):
+        make_harness().run(f"#!ipxe\nchain {base}/boot/vmlinuz initrd=nope\n")
+
+
+def test_post_params_are_refused(make_harness: Any) -> None:
+    with pytest.raises(ScriptError, match="params"):
+        make_harness().run("#!ipxe\nparams\nparam mac ${mac}\nchain http://127.0.0.1:9/x##params\n")

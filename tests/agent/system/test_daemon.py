@@ -1,0 +1,130 @@
+"""The boot flow's own decisions, and `ramboot-agent run` failing cleanly."""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ramboot_agent import rescue
+from ramboot_agent.cmdline import Settings
+from ramboot_agent.daemon import document_kind, instructions_url, script_settings
+from ramboot_agent.errors import ConfigError, ScriptError
+from ramboot_agent.log import recent_log_lines, setup_logging
+from ramboot_agent.net import Lease
+
+REPO = Path(__file__).resolve().parents[3]
+LEASE = Lease(
+    interface="eth0", mac="52:54:00:12:34:56", ip="192.0.2.100", prefix_len=24,
+    router="192.0.2.1", dns=("192.0.2.1",), options={224: b"http://192.0.2.1/boot.ipxe"},
+)
+
+
+def test_kernel_command_line_url_wins_over_dhcp() -> None:
+    assert instructions_url(Settings(url="https://cp/x.ipxe"), LEASE) == "https://cp/x.ipxe"
+    assert instructions_url(Settings(), LEASE) == "http://192.0.2.1/boot.ipxe"
+
+
+def test_no_instructions_is_a_config_error() -> None:
+    lease = Lease(interface="eth1", mac="", ip="192.0.2.9", prefix_len=24)
+    with pytest.raises(ConfigError, match="option 224 in the lease of eth1"):
+        instructions_url(Settings(), lease)
+
+
+def test_document_kinds() -> None:
+    assert document_kind(b"#!ipxe\necho hi\n", "u") == "ipxe"
+    assert document_kind(b"\xef\xbb\xbf#!ipxe\n", "u") == "ipxe"
+    with pytest.raises(ConfigError, match="provisioning plans"):
+        document_kind(b'  {"version": 1, "actions": []}', "http://cp/plan.json")
+    with pytest.raises(ScriptError, match=r"http://cp/x:1: not an iPXE script.*<html>"):
+        document_kind(b"<html>404</html>", "http://cp/x")
+
+
+def test_script_settings_have_identity_and_every_dhcp_option() -> None:
+    store = script_settings({"serial": "d3a8b4f2", "mac": LEASE.mac, "ip": LEASE.ip}, LEASE)
+    assert store.get("serial") == "d3a8b4f2"
+    assert store.get("224") == store.get("net0/224") == "http://192.0.2.1/boot.ipxe"
+    assert store.get("net0/mac") == "52:54:00:12:34:56"
+    assert store.get("ip") == "192.0.2.100"
+
+
+def test_a_lease_value_the_script_settings_cannot_hold_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="DHCP lease of eth0"):
+        script_settings({"mac": "not-a-mac"}, LEASE)
+
+
+class RecordingReporter:
+    """Stands in for events.Reporter (another module): records what the failure path sends."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.closed = False
+
+    def emit(self, event: str, **details: Any) -> None:
+        self.events.append((event, details))
+
+    def recent(self, n: int) -> list[dict[str, Any]]:
+        return [{"seq": i, "event": e} for i, (e, _) in enumerate(self.events[-n:])]
+
+    def close(self, timeout: float) -> None:
+        self.closed = True
+
+
+def test_failure_is_shown_reported_and_leads_to_a_shell() -> None:
+    out = io.StringIO()
+    setup_logging(0, kmsg=False, stream=io.StringIO())
+    logging.getLogger("ramboot").info("eth0: DHCP (attempt 1)")
+    reporter = RecordingReporter()
+    reporter.emit("network-up")
+    status = rescue.fail("FetchError: http://192.0.2.1/x: 404", reporter, Settings(), out=out)
+    assert status == rescue.EXIT_RESCUE
+    text = out.getvalue()
+    assert "ramboot-agent FAILED" in text
+    assert "FetchError: http://192.0.2.1/x: 404" in text
+    assert "network-up" in text and "eth0: DHCP (attempt 1)" in text
+    event, details = reporter.events[-1]
+    assert event == "failure"
+    assert details["reason"] == "FetchError: http://192.0.2.1/x: 404"
+    assert any("DHCP (attempt 1)" in line for line in details["log_tail"])
+    assert reporter.closed
+    assert recent_log_lines(1)[0].endswith("FetchError: http://192.0.2.1/x: 404")
+
+
+def test_failure_box_lines_fit_the_box() -> None:
+    box = rescue.failure_box("x" * 300, [{"seq": 1, "event": "boot"}], ["y" * 200])
+    assert {len(line) for line in box.splitlines()} == {rescue.BOX_WIDTH}
+
+
+def test_authorized_keys_keeps_only_public_keys() -> None:
+    text = (
+        "# fleet operators\n"
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB op@example\n"
+        "command=\"reboot\" ssh-rsa AAAAB3 evil\n"
+        "not a key\n"
+        "ecdsa-sha2-nistp256 AAAAE2VjZHNh\n"
+    )
+    assert rescue.authorized_keys(text) == [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB op@example", "ecdsa-sha2-nistp256 AAAAE2VjZHNh",
+    ]
+
+
+def run_agent(cmdline: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "cmdline"
+    path.write_text(cmdline)
+    return subprocess.run(
+        [sys.executable, "-m", "ramboot_agent", "run", "--cmdline", str(path), "--no-kmsg"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+    )
+
+
+def test_run_with_a_bad_command_line_fails_into_the_rescue_shell(tmp_path: Path) -> None:
+    result = run_agent("console=ttyS0 ramboot.shell=sometimes\n", tmp_path)
+    assert result.returncode == rescue.EXIT_RESCUE
+    assert "ramboot-agent FAILED" in result.stderr
+    assert "ramboot.shell='sometimes': expected one of never, failure, before, after" in (
+        result.stderr
+    )
