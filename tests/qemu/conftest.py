@@ -24,7 +24,7 @@ PI_BLUETOOTH = "/soc/serial@7e201000/bluetooth"
 PI_SERIAL_NUMBER = "10000000c0ffee42"
 
 
-def _image_set(target: str) -> ImageSet:
+def image_set_or_fail(target: str) -> ImageSet:
     try:
         return image_set(target)
     except ImageError as error:
@@ -33,12 +33,12 @@ def _image_set(target: str) -> ImageSet:
 
 @pytest.fixture(scope="session")
 def x86_64_images() -> ImageSet:
-    return _image_set("x86_64")
+    return image_set_or_fail("x86_64")
 
 
 @pytest.fixture(scope="session")
 def rpi4_images() -> ImageSet:
-    return _image_set("rpi4")
+    return image_set_or_fail("rpi4")
 
 
 def _fdt(*argv: str) -> str:

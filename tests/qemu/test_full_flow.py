@@ -1,4 +1,4 @@
-"""The whole boot flow, x86_64, in a private network namespace.
+"""The whole boot flow, x86_64 and aarch64 (QEMU virt), in a private network namespace.
 
 Real Kea hands out a lease with option 224 (the boot script's URL) and 225
 (where to report); an HTTP server serves an iPXE script that boots the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ import pytest
 from tests.lib.httpd import requests, start_httpd
 from tests.lib.images import SECOND_STAGE_MARKER, ImageSet
 from tests.lib.netlab import SERVER_IP, kea_config, require_netns, start_kea, tap_lab
-from tests.lib.qemu import Qemu, require_qemu, tap_nic_argv, x86_64_argv
+from tests.lib.qemu import Qemu, aarch64_argv, require_qemu, tap_nic_argv, x86_64_argv
 from tests.qemu.collector import events, start_collector
+from tests.qemu.conftest import image_set_or_fail
 
 pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.slow]
 
@@ -34,20 +36,43 @@ REPORT_URL = f"http://{SERVER_IP}:{REPORT_PORT}/events"
 EXPECTED_EVENTS = ["kernel-started", "agent-started", "network-up", "script-fetched",
                    "fetch", "fetch", "kexec-load", "boot"]
 
-BOOT_SCRIPT = f"""#!ipxe
+BOOT_SCRIPT = """#!ipxe
 echo ramboot full-flow test on ${{buildarch}} ${{net0/mac}}
-set base http://{SERVER_IP}:{HTTP_PORT}/second
-kernel ${{base}}/kernel console=ttyS0 quiet rb.mac=${{net0/mac}} rb.arch=${{buildarch}}
+set base http://{server}:{port}/second
+kernel ${{base}}/kernel console={console} quiet rb.mac=${{net0/mac}} rb.arch=${{buildarch}}
 initrd ${{base}}/second-stage.cpio.gz
 boot
 """
 
 
-def serve_tree(root: Path, images: ImageSet) -> None:
+@dataclass(frozen=True)
+class Machine:
+    target: str  # tests.lib.images target
+    buildarch: str  # iPXE's ${buildarch}
+    console: str
+    system: str
+
+    def argv(self, images: ImageSet, nic: list[str]) -> list[str]:
+        if self.target == "x86_64":
+            return x86_64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=512,
+                               append=f"console={self.console} quiet",
+                               extra=["-smp", "1", *nic])
+        return aarch64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=512,
+                            append=f"console={self.console} quiet", extra=["-smp", "1", *nic])
+
+
+MACHINES = [
+    Machine("x86_64", "x86_64", "ttyS0", "qemu-system-x86_64"),
+    Machine("aarch64", "arm64", "ttyAMA0", "qemu-system-aarch64"),
+]
+
+
+def serve_tree(root: Path, images: ImageSet, console: str) -> None:
     (root / "second").mkdir(parents=True)
     shutil.copyfile(images.kernel, root / "second" / "kernel")
     shutil.copyfile(images.second_stage, root / "second" / "second-stage.cpio.gz")
-    (root / "boot.ipxe").write_text(BOOT_SCRIPT)
+    script = BOOT_SCRIPT.format(server=SERVER_IP, port=HTTP_PORT, console=console)
+    (root / "boot.ipxe").write_text(script)
 
 
 def kea_with_report_url(workdir: Path) -> dict[str, object]:
@@ -80,11 +105,13 @@ def timeline(received: list[dict[str, Any]], marker_after: float) -> dict[str, f
     return points
 
 
-def test_x86_64_dhcp_fetch_interpret_kexec(x86_64_images: ImageSet, tmp_path: Path) -> None:
+@pytest.mark.parametrize("machine", MACHINES, ids=[m.target for m in MACHINES])
+def test_dhcp_fetch_interpret_kexec(machine: Machine, tmp_path: Path) -> None:
     require_netns("kea-dhcp4")
-    require_qemu("qemu-system-x86_64")
+    require_qemu(machine.system)
+    images = image_set_or_fail(machine.target)
     www = tmp_path / "www"
-    serve_tree(www, x86_64_images)
+    serve_tree(www, images, machine.console)
     with tap_lab() as lab:
         start_kea(lab.ns, kea_with_report_url(tmp_path), tmp_path)
         start_httpd(lab.ns, bind=SERVER_IP, port=HTTP_PORT, root=www,
@@ -92,20 +119,18 @@ def test_x86_64_dhcp_fetch_interpret_kexec(x86_64_images: ImageSet, tmp_path: Pa
         events_log = tmp_path / "events.jsonl"
         start_collector(lab.ns, bind=SERVER_IP, port=REPORT_PORT, log_path=events_log)
         tap = lab.add_tap()
-        argv = x86_64_argv(
-            kernel=x86_64_images.kernel, initrd=x86_64_images.initramfs, memory_mb=512,
-            append="console=ttyS0 quiet",
-            extra=["-smp", "1", *tap_nic_argv(tap, mac=GUEST_MAC, model="virtio-net-pci")],
-        )
+        argv = machine.argv(images, tap_nic_argv(tap, mac=GUEST_MAC, model="virtio-net-pci"))
         with Qemu(argv, log_path=tmp_path / "console.log", namespace=lab.ns) as vm:
-            vm.expect_exact("ramboot full-flow test on x86_64 " + GUEST_MAC, timeout=240)
+            vm.expect_exact(f"ramboot full-flow test on {machine.buildarch} {GUEST_MAC}",
+                            timeout=240)
             vm.expect(rf"{SECOND_STAGE_MARKER} cmdline=\[([^\]\r\n]*)\]", timeout=240)
             marker_after = vm.elapsed
             assert vm.child is not None
             cmdline = vm.child.match.group(1)
             assert vm.wait_exit(timeout=60) == 0  # the second stage powered off
 
-    assert cmdline.split() == ["console=ttyS0", "quiet", f"rb.mac={GUEST_MAC}", "rb.arch=x86_64"]
+    assert cmdline.split() == [f"console={machine.console}", "quiet", f"rb.mac={GUEST_MAC}",
+                               f"rb.arch={machine.buildarch}"]
     fetched = [r["path"] for r in requests(tmp_path / "http.jsonl") if r.get("status") == 200]
     assert fetched == ["/boot.ipxe", "/second/kernel", "/second/second-stage.cpio.gz"]
 
