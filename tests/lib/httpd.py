@@ -1,14 +1,16 @@
 """A small static HTTP server for tests, meant to run inside a network namespace.
 
     python -m tests.lib.httpd --bind 192.0.2.1 --port 8080 --root DIR --log requests.jsonl \
-        [--status /missing.ipxe=404] [--abort /reset.ipxe]
+        [--status /missing.ipxe=404] [--abort /reset.ipxe] [--expand-query /boot.ipxe]
 
 Serves files under --root (no path escapes: the standard library's
 SimpleHTTPRequestHandler resolves paths inside the root). Every request is
 appended to --log as one JSON object per line: method, path, query (a dict of
 lists, decoded), client address, status and the headers iPXE-like clients
 send. --status forces a status for one path; --abort closes the connection
-without an answer. Readiness is the log file's first line, {"event": "listening"}.
+without an answer. --expand-query serves that file with every "@QUERY@"
+replaced by the request's raw query string (a test can make a chained
+script print what it was sent). Readiness is the log file's first line, {"event": "listening"}.
 
 From a test, `start_httpd(ns, ...)` runs it in a namespace and waits for it.
 """
@@ -39,6 +41,7 @@ class Behaviour:
     log_path: Path
     statuses: dict[str, int] = field(default_factory=dict)
     aborts: set[str] = field(default_factory=set)
+    expand_query: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, entry: dict[str, Any]) -> None:
@@ -80,7 +83,26 @@ def _handler(behaviour: Behaviour) -> type[http.server.SimpleHTTPRequestHandler]
                 self._log_request(status)
                 self.send_error(status)
                 return True
+            if path in behaviour.expand_query:
+                self._send_expanded(path)
+                return True
             return False
+
+        def _send_expanded(self, path: str) -> None:
+            target = Path(self.translate_path(path))
+            if not target.is_file():
+                self._log_request(404)
+                self.send_error(404)
+                return
+            query = urlsplit(self.path).query.encode()
+            body = target.read_bytes().replace(b"@QUERY@", query)
+            self._log_request(200)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def do_GET(self) -> None:
             if self._special():
@@ -117,8 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--status", type=_parse_status, action="append", default=[])
     parser.add_argument("--abort", action="append", default=[])
+    parser.add_argument("--expand-query", action="append", default=[])
     args = parser.parse_args(argv)
-    behaviour = Behaviour(args.root.resolve(), args.log, dict(args.status), set(args.abort))
+    behaviour = Behaviour(args.root.resolve(), args.log, dict(args.status), set(args.abort),
+                          set(args.expand_query))
     server = http.server.ThreadingHTTPServer((args.bind, args.port), _handler(behaviour))
     behaviour.record({"event": "listening", "bind": args.bind, "port": args.port})
     with contextlib.suppress(KeyboardInterrupt):
@@ -131,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def start_httpd(ns: Any, *, bind: str, root: Path, log_path: Path, port: int = 8080,
                 statuses: dict[str, int] | None = None, aborts: Sequence[str] = (),
-                timeout: float = 20) -> subprocess.Popen[Any]:
+                expand_query: Sequence[str] = (), timeout: float = 20) -> subprocess.Popen[Any]:
     """Run this server in netlab Namespace `ns`; returns once it listens."""
     argv: list[str] = [sys.executable, "-m", "tests.lib.httpd", "--bind", bind,
                        "--port", str(port), "--root", str(root), "--log", str(log_path)]
@@ -139,6 +163,8 @@ def start_httpd(ns: Any, *, bind: str, root: Path, log_path: Path, port: int = 8
         argv += ["--status", f"{path}={code}"]
     for path in aborts:
         argv += ["--abort", path]
+    for path in expand_query:
+        argv += ["--expand-query", path]
     stderr_path = log_path.with_name(log_path.name + ".stderr")
     with stderr_path.open("w") as stderr:
         process: subprocess.Popen[Any] = ns.popen(

@@ -36,7 +36,6 @@ import os
 import re
 import secrets
 import shutil
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -137,10 +136,25 @@ class IpxeNetwork:
 
 
 @contextmanager
-def ipxe_network(workdir: Path, *, files: Mapping[str, bytes] | None = None,
-                 dhcp_options: Sequence[str] = ()) -> Iterator[IpxeNetwork]:
-    """A tap lab with dnsmasq (extra `--dhcp-option...` args) and HTTP serving `files`."""
-    netlab.require_netns("dnsmasq")
+def ipxe_network(
+    workdir: Path,
+    *,
+    files: Mapping[str, bytes] | None = None,
+    dhcp_options: Sequence[str] = (),
+    dhcp_server: str = "dnsmasq",
+    kea_option_224: str | None = None,
+    http: bool = True,
+    http_statuses: Mapping[str, int] | None = None,
+    http_expand_query: Sequence[str] = (),
+) -> Iterator[IpxeNetwork]:
+    """A tap lab with a DHCP server and (unless http=False) HTTP at HTTP_BASE serving `files`.
+
+    dhcp_server="dnsmasq" takes extra arguments `dhcp_options`;
+    dhcp_server="kea" sends `kea_option_224` (always-send) when given.
+    """
+    if dhcp_server not in ("dnsmasq", "kea"):
+        raise ValueError(f"dhcp_server must be dnsmasq or kea, not {dhcp_server!r}")
+    netlab.require_netns("kea-dhcp4" if dhcp_server == "kea" else "dnsmasq")
     root = workdir / "http"
     root.mkdir(parents=True, exist_ok=True)
     for name, data in (files or {}).items():
@@ -151,12 +165,19 @@ def ipxe_network(workdir: Path, *, files: Mapping[str, bytes] | None = None,
         target.write_bytes(data)
     with netlab.tap_lab() as lab:
         tap = lab.add_tap()
-        netlab.start_dnsmasq(lab.ns, lab.bridge, workdir, [
-            f"--dhcp-range={netlab.POOL[0]},{netlab.POOL[1]},255.255.255.0,10m",
-            *dhcp_options,
-        ])
+        if dhcp_server == "kea":
+            config = netlab.kea_config(lab.bridge, workdir, option_224=kea_option_224)
+            netlab.start_kea(lab.ns, config, workdir)
+        else:
+            netlab.start_dnsmasq(lab.ns, lab.bridge, workdir, [
+                f"--dhcp-range={netlab.POOL[0]},{netlab.POOL[1]},255.255.255.0,10m",
+                *dhcp_options,
+            ])
         http_log = workdir / "http-requests.jsonl"
-        start_httpd(lab.ns, bind=netlab.SERVER_IP, port=HTTP_PORT, root=root, log_path=http_log)
+        if http:
+            start_httpd(lab.ns, bind=netlab.SERVER_IP, port=HTTP_PORT, root=root,
+                        log_path=http_log, statuses=dict(http_statuses or {}),
+                        expand_query=http_expand_query)
         yield IpxeNetwork(lab, tap, http_log)
 
 
@@ -237,13 +258,3 @@ def run_in_ipxe(
     return run_ipxe_script(script_text, tmp_path=tmp_path, files=files,
                            dhcp_options=dhcp_options, network=network, timeout=timeout).lines
 
-
-def wait_for_requests(log_path: Path, count: int, timeout: float) -> None:
-    """Wait until the HTTP log holds `count` requests (they are logged before answering)."""
-    from tests.lib.httpd import requests
-
-    deadline = time.monotonic() + timeout
-    while len(requests(log_path)) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fewer than {count} HTTP requests after {timeout}s")
-        time.sleep(0.1)
