@@ -4,9 +4,77 @@
 VENV ?= .venv
 PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
 
-.PHONY: test lint
+# The Buildroot release this tree is written and tested against. Without
+# BUILDROOT_DIR, `make <board>` clones it once into BUILDROOT_CACHE and checks
+# that the tag still names the commit pinned here.
+BUILDROOT_VERSION := 2026.02.3
+BUILDROOT_COMMIT := 679b9ead7620bbf193620d1ebf56f53c1764d37a
+BUILDROOT_GIT ?= https://gitlab.com/buildroot.org/buildroot.git
+BUILDROOT_CACHE ?= $(CURDIR)/.cache/buildroot-$(BUILDROOT_VERSION)
+BUILDROOT := $(or $(BUILDROOT_DIR),$(BUILDROOT_CACHE))
+
+BOARDS := rpi4 x86_64
+OUTPUT ?= $(CURDIR)/output
+
+# Buildroot's own Makefile serialises itself; every call goes through here.
+BR_MAKE = $(MAKE) -C $(BUILDROOT) BR2_EXTERNAL=$(CURDIR)
+
+.PHONY: help test lint buildroot-source $(BOARDS)
+
+help:
+	@echo 'Images (output in output/<board>/images, see docs/br-tree.md):'
+	@echo '  rpi4, x86_64            configure if needed, then build'
+	@echo '  <board>-defconfig       (re)apply configs/<board>_pxe_defconfig'
+	@echo '  <board>-<target>        any Buildroot target in output/<board>, e.g.'
+	@echo '                          rpi4-menuconfig, x86_64-linux-menuconfig,'
+	@echo '                          rpi4-savedefconfig (writes configs/ back)'
+	@echo '  buildroot-source        fetch Buildroot $(BUILDROOT_VERSION) into the cache'
+	@echo 'Development:'
+	@echo '  test                    run the test suite'
+	@echo '  lint                    ruff and shellcheck'
+	@echo 'Variables: BUILDROOT_DIR (an existing Buildroot tree), OUTPUT, BUILDROOT_CACHE'
+
 test:
 	$(PYTHON) -m pytest
 
 lint:
 	$(PYTHON) -m ruff check .
+	shellcheck -s sh $(sort $(wildcard board/*/*.sh))
+
+ifeq ($(BUILDROOT_DIR),)
+buildroot-source: $(BUILDROOT_CACHE)/Makefile
+
+$(BUILDROOT_CACHE)/Makefile:
+	rm -rf '$(BUILDROOT_CACHE).tmp'
+	git clone --quiet --depth 1 --branch '$(BUILDROOT_VERSION)' \
+		'$(BUILDROOT_GIT)' '$(BUILDROOT_CACHE).tmp'
+	@commit=$$(git -C '$(BUILDROOT_CACHE).tmp' rev-parse HEAD) && \
+	if [ "$$commit" != '$(BUILDROOT_COMMIT)' ]; then \
+		echo "Buildroot $(BUILDROOT_VERSION) is $$commit, expected $(BUILDROOT_COMMIT)" >&2; \
+		rm -rf '$(BUILDROOT_CACHE).tmp'; exit 1; \
+	fi
+	mv '$(BUILDROOT_CACHE).tmp' '$(BUILDROOT_CACHE)'
+else
+buildroot-source:
+	@test -f '$(BUILDROOT_DIR)/Makefile' -a -f '$(BUILDROOT_DIR)/Config.in' || \
+		{ echo 'BUILDROOT_DIR=$(BUILDROOT_DIR) is not a Buildroot tree' >&2; exit 1; }
+endif
+
+define BOARD_RULES
+.PHONY: $(1)-defconfig
+
+$(1): $(OUTPUT)/$(1)/.config
+	$$(BR_MAKE) O=$(OUTPUT)/$(1)
+
+# Re-applied when the defconfig changes; menuconfig edits are kept until then.
+$(OUTPUT)/$(1)/.config: configs/$(1)_pxe_defconfig | buildroot-source
+	$$(BR_MAKE) O=$(OUTPUT)/$(1) $(1)_pxe_defconfig
+
+$(1)-defconfig: | buildroot-source
+	$$(BR_MAKE) O=$(OUTPUT)/$(1) $(1)_pxe_defconfig
+
+$(1)-%: $(OUTPUT)/$(1)/.config
+	$$(BR_MAKE) O=$(OUTPUT)/$(1) $$*
+endef
+
+$(foreach b,$(BOARDS),$(eval $(call BOARD_RULES,$(b))))

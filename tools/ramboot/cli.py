@@ -7,13 +7,25 @@ import sys
 import click
 
 from ramboot import __version__
+from ramboot.check.command import check
+from ramboot.deploy.command import deploy, releases, rollback
 from ramboot.errors import RambootError
+from ramboot.lint import lint
+from ramboot.render.command import render
 
 
 @click.group()
 @click.version_option(__version__, prog_name="ramboot")
 def cli() -> None:
     """Build, check, render and deploy a ramboot network-boot fleet."""
+
+
+cli.add_command(check)
+cli.add_command(deploy)
+cli.add_command(lint)
+cli.add_command(releases)
+cli.add_command(render)
+cli.add_command(rollback)
 
 
 def main() -> None:

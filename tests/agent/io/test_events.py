@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ramboot_agent.events import Reporter, utc_iso
 
+from ramboot_agent.events import Reporter, utc_iso
 from tests.agent.io.servers import Handler, Site, serve
 
 IDENTITY = {"mac": "dc:a6:32:01:02:03", "serial": "abcd1234", "buildarch": "arm64"}

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from ramboot_agent.errors import FetchError
 from ramboot_agent.fetch import Fetcher, resolve_url
-
 from tests.agent.io.servers import Handler, Pki, Site, serve
 
 PAYLOAD = random.Random(4).randbytes(3 * 1024 * 1024 + 17)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ramboot_agent.errors import BootError
 from ramboot_agent.events import Reporter
 from ramboot_agent.kexec import BootSpec, Kexec, concatenate_initrds
-
 from tests.agent.io.servers import Site
 
 # A stand-in for kexec(8): logs its argv, then behaves as configured by

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ramboot_agent.errors import FetchError
 from ramboot_agent.ipxe import Interpreter
 from ramboot_agent.ipxe.settings import SettingsStore, build_settings

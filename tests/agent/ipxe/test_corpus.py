@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import Outcome
 

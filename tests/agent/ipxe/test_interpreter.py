@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import Outcome
 from ramboot_agent.ipxe.uri import resolve
@@ -183,3 +184,21 @@ def test_initrd_names_in_cmdline_select_initrds(make_harness: Any, http_root: An
 def test_post_params_are_refused(make_harness: Any) -> None:
     with pytest.raises(ScriptError, match="params"):
         make_harness().run("#!ipxe\nparams\nparam mac ${mac}\nchain http://127.0.0.1:9/x##params\n")
+
+
+def test_inc_takes_a_signed_increment_as_strtoul_does(make_harness: Any) -> None:
+    # iPXE's parse_integer is strtoul: "-7" is 2^32 - 7, which wraps in a
+    # setting of 32 bits or fewer (measured in iPXE: the differential tests).
+    harness = make_harness()
+    harness.run("#!ipxe\nset y:int32 5\ninc y -7\nset u:uint8 1\ninc u +2\ninc u -4\n"
+                "set z:uint16 0\necho = ${y} ${u} ${u:int8} ${z}\ninc y 1x || echo bad\n")
+    assert harness.lines == ["= -2 0xff -1 0x0", "bad"]
+
+
+def test_options_are_parsed_as_ipxe_getopt_does(make_harness: Any) -> None:
+    # An expanded "-2" and a lone "-" are options (unrecognised), a flag
+    # given "=value" is an error; "--" ends the options (checked against iPXE).
+    harness = make_harness()
+    harness.run("#!ipxe\nset d -2\necho ${d} || echo dash\necho - x || echo lone\n"
+                "echo --n=1 || echo flag-value\necho -- -n ${d}\n")
+    assert harness.lines == ["dash", "lone", "flag-value", "-n -2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe.expand import ExpansionError, expand
 from ramboot_agent.ipxe.parser import Command, is_script, parse

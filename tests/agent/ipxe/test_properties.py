@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe.parser import parse
 from ramboot_agent.ipxe.settings import build_settings

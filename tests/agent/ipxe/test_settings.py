@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ramboot_agent.ipxe.settings import (
     SettingError,
     SettingsStore,
@@ -20,7 +21,7 @@ from ramboot_agent.ipxe.settings import (
     ("int32", "-1", b"\xff\xff\xff\xff", "-1"),
     ("int8", "0x7f", b"\x7f", "127"),
     ("uint8", "255", b"\xff", "0xff"),
-    ("uint16", "0", b"\0\0", "0"),
+    ("uint16", "0", b"\0\0", "0x0"),  # iPXE prints unsigned zero as 0x0 too (measured)
     ("uint32", "010", b"\0\0\0\x08", "0x8"),
     ("ipv4", "192.0.2.10", bytes([192, 0, 2, 10]), "192.0.2.10"),
     ("uristring", "a b/c&d=e", b"a b/c&d=e", "a%20b%2Fc%26d%3De"),

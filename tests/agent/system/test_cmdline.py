@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ramboot_agent.cmdline import (
     Settings,
     load_cmdline,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ramboot_agent import rescue
 from ramboot_agent.cmdline import Settings
 from ramboot_agent.daemon import document_kind, instructions_url, script_settings

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from ramboot_agent.identity import KEYS, board_serial, collect_identity, dhcp_option_settings
 from ramboot_agent.net import Lease
 

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from ramboot_agent.errors import NetworkError
 from ramboot_agent.net import parse_lease
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ramboot_agent.net import parse_lease
 
+from ramboot_agent.net import parse_lease
 from tests.lib.netlab import (
     PREFIX_LEN,
     SERVER_IP,

@@ -69,8 +69,13 @@ def describe(spec: BootSpec) -> str:
 
 
 class _LogReporter:
+    """Events go to the debug log: run-script has no server to report to."""
+
     def emit(self, event: str, **details: Any) -> None:
         log.debug("event %s %s", event, details)
+
+    def flush(self, timeout: float = 0) -> bool:
+        return True
 
 
 def _make_booter(really: bool) -> Any:

@@ -26,6 +26,7 @@ from ramboot_agent.ipxe.settings import (
 from ramboot_agent.ipxe.status import CommandFailed, Menu, Outcome
 
 if TYPE_CHECKING:
+    from ramboot_agent.ipxe.images import Image
     from ramboot_agent.ipxe.interpreter import Interpreter
 
 log = logging.getLogger("ramboot")
@@ -37,6 +38,9 @@ Spec = dict[str, tuple[str, bool]]
 
 def getopt(argv: list[str], spec: Spec, min_args: int, max_args: int | None,
            usage: str) -> tuple[Options, list[str]]:
+    """iPXE's getopt_long: options end at the first word not starting with "-"
+    (so an expanded "-2" is an option) or after "--"; long options match
+    whole names only."""
     options: Options = {}
     index = 1
     shorts = {short: (long, takes) for long, (short, takes) in spec.items()}
@@ -50,6 +54,8 @@ def getopt(argv: list[str], spec: Spec, min_args: int, max_args: int | None,
             if name not in spec:
                 raise CommandFailed(f'unrecognised option "--{name}"')
             takes = spec[name][1]
+            if eq and not takes:
+                raise CommandFailed(f'option "{name}" takes no argument')
             if takes and not eq:
                 if index >= len(argv):
                     raise CommandFailed(f'option "--{name}" needs a value')
@@ -58,6 +64,8 @@ def getopt(argv: list[str], spec: Spec, min_args: int, max_args: int | None,
             options[name] = value if takes else True
             continue
         letters = word[1:]
+        if not letters:  # iPXE's getopt takes a lone "-" as an option too
+            raise CommandFailed('unrecognised option "-"')
         while letters:
             letter, letters = letters[0], letters[1:]
             if letter not in shorts:
@@ -80,13 +88,17 @@ def getopt(argv: list[str], spec: Spec, min_args: int, max_args: int | None,
 
 
 def parse_integer(text: str) -> int:
-    """iPXE's parse_integer: strtoul base 0, the whole word."""
-    match = re.fullmatch(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*", text)
+    """iPXE's parse_integer: strtoul base 0, the whole word, as an unsigned int.
+
+    strtoul takes a sign, so ``inc i -1`` adds 0xffffffff: the same as
+    subtracting one once stored in a setting of 32 bits or fewer.
+    """
+    match = re.fullmatch(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
     if not match:
         raise CommandFailed(f'"{text}": invalid integer value')
-    if re.fullmatch("0[0-7]+", text):
-        return int(text, 8)
-    return int(text, 0)
+    sign, digits = match.groups()
+    value = int(digits, 8) if re.fullmatch("0[0-7]+", digits) else int(digits, 0)
+    return (-value if sign == "-" else value) % (1 << 32)
 
 
 def _option_str(options: Options, name: str) -> str | None:
@@ -205,7 +217,7 @@ _IMAGE_OPTIONS: Spec = {
 
 
 def _acquire_image(ip: Interpreter, argv: list[str], *, fetch_only: bool, min_args: int,
-                   replace_ok: bool = False) -> tuple[object, Options]:
+                   replace_ok: bool = False) -> tuple[Image, Options]:
     spec = dict(_IMAGE_OPTIONS)
     if replace_ok:
         spec["replace"] = ("r", False)
@@ -217,10 +229,10 @@ def _acquire_image(ip: Interpreter, argv: list[str], *, fetch_only: bool, min_ar
             image.name = name
         if len(args) > 1:
             image.cmdline = " ".join(args[1:])
-    else:
+    elif ip.images.selected is not None:
         image = ip.images.selected
-        if image is None:
-            raise CommandFailed("no image selected")
+    else:
+        raise CommandFailed("no image selected")
     if options.get("autofree"):
         image.autofree = True
     return image, options
@@ -232,12 +244,12 @@ def cmd_imgfetch(ip: Interpreter, argv: list[str]) -> None:
 
 def cmd_imgselect(ip: Interpreter, argv: list[str]) -> None:
     image, _ = _acquire_image(ip, argv, fetch_only=False, min_args=1)
-    ip.images.selected = image  # type: ignore[assignment]
+    ip.images.selected = image
 
 
 def cmd_imgexec(ip: Interpreter, argv: list[str]) -> None:
     image, options = _acquire_image(ip, argv, fetch_only=False, min_args=0, replace_ok=True)
-    ip.execute(image, replace=bool(options.get("replace")))  # type: ignore[arg-type]
+    ip.execute(image, replace=bool(options.get("replace")))
 
 
 def cmd_imgargs(ip: Interpreter, argv: list[str]) -> None:
@@ -246,7 +258,7 @@ def cmd_imgargs(ip: Interpreter, argv: list[str]) -> None:
     image.cmdline = " ".join(args[1:]) or None
 
 
-def _named_images(ip: Interpreter, argv: list[str]) -> list[object]:
+def _named_images(ip: Interpreter, argv: list[str]) -> list[Image]:
     _, args = getopt(argv, {}, 0, None, "[<image>...]")
     if not args:
         return list(ip.images)
@@ -261,15 +273,15 @@ def _named_images(ip: Interpreter, argv: list[str]) -> list[object]:
 
 def cmd_imgfree(ip: Interpreter, argv: list[str]) -> None:
     for image in _named_images(ip, argv):
-        ip.images.unregister(image)  # type: ignore[arg-type]
+        ip.images.unregister(image)
 
 
 def cmd_imgstat(ip: Interpreter, argv: list[str]) -> None:
     for image in _named_images(ip, argv):
-        kind = "script" if image.is_script else "kernel/data"  # type: ignore[attr-defined]
+        kind = "script" if image.is_script else "kernel/data"
         selected = " [SELECTED]" if image is ip.images.selected else ""
-        cmdline = f' "{image.cmdline}"' if image.cmdline else ""  # type: ignore[attr-defined]
-        ip.print(f"{image.name} : {image.size} bytes [{kind}]{selected}{cmdline}\n")  # type: ignore[attr-defined]
+        cmdline = f' "{image.cmdline}"' if image.cmdline else ""
+        ip.print(f"{image.name} : {image.size} bytes [{kind}]{selected}{cmdline}\n")
 
 
 # --- network and machine -----------------------------------------------------

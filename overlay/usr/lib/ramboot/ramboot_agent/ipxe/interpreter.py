@@ -29,7 +29,8 @@ from ramboot_agent.ipxe.expand import ExpansionError, expand
 from ramboot_agent.ipxe.images import Image, ImageRegistry
 from ramboot_agent.ipxe.parser import MAX_SCRIPT_CHARS, Line, Script, is_script, parse
 from ramboot_agent.ipxe.settings import SettingError, SettingsStore, parse_setting_name
-from ramboot_agent.ipxe.status import BootSpec, CommandFailed, Menu, Outcome, RunResult
+from ramboot_agent.ipxe.status import CommandFailed, Menu, Outcome, RunResult
+from ramboot_agent.kexec import BootSpec
 
 log = logging.getLogger("ramboot")
 
@@ -38,7 +39,10 @@ MAX_LINES = 1_000_000
 
 
 class Fetcher(Protocol):
-    def fetch_file(self, url: str, dest_dir: Path, **kwargs: Any) -> Any: ...
+    """ramboot_agent.fetch.Fetcher's interface; the result has path, data, size,
+    sha256 and seconds."""
+
+    def fetch_file(self, url: str, dest_dir: Path, *, origin: str | None = ...) -> Any: ...
 
 
 class Reporter(Protocol):

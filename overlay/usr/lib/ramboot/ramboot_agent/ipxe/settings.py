@@ -113,7 +113,7 @@ def _int_type(width: int, signed: bool) -> tuple[Callable[[str], bytes], Callabl
         value = numeric_value(raw, signed=signed)
         if signed:
             return str(value)
-        return hex(value) if value else "0"
+        return hex(value)  # "%#lx": iPXE prints zero as 0x0 too
 
     return parse, format_
 
@@ -411,7 +411,7 @@ def build_settings(
             if block is None and re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]+", name.name):
                 block = "net0.dhcp"
             type_name = name.type or _DEFAULT_TYPES.get(name.name) or "string"
-            raw = parse_value(type_name, value) if value else None
-            store.store(SettingName(block, name.name, None), raw, name.type or
+            parsed = parse_value(type_name, value) if value else None
+            store.store(SettingName(block, name.name, None), parsed, name.type or
                         _DEFAULT_TYPES.get(name.name))
     return store

@@ -1,0 +1,47 @@
+#!/bin/sh
+# Byte-compile the ramboot agent that the rootfs overlay installed in
+# /usr/lib/ramboot. python3's own byte-compilation runs in target-finalize,
+# before the overlay is copied, so it never sees these files.
+#
+# Follows python3's module format choice (BR2_PACKAGE_PYTHON3_PY_ONLY,
+# _PYC_ONLY, _PY_PYC), like the rest of the target's Python code:
+#   PYC_ONLY  .pyc next to where the .py was (sourceless import), .py removed
+#   PY_PYC    .py kept, .pyc in __pycache__
+#   PY_ONLY   nothing to do
+# The compiler is the host python3 Buildroot built: same version as the
+# target's, so the .pyc magic number matches.
+
+set -eu
+
+AGENT_DIR="${TARGET_DIR}/usr/lib/ramboot"
+
+if [ ! -d "${AGENT_DIR}" ]; then
+	echo "post-build: ${AGENT_DIR} missing: is BR2_ROOTFS_OVERLAY set?" >&2
+	exit 1
+fi
+
+config_set() {
+	grep -qx "${1}=y" "${BR2_CONFIG}"
+}
+
+if config_set BR2_PACKAGE_PYTHON3_PY_ONLY; then
+	exit 0
+fi
+
+legacy=""
+if config_set BR2_PACKAGE_PYTHON3_PYC_ONLY; then
+	legacy="-b"
+fi
+
+# -s/-p record /usr/lib/ramboot/... as the source path in the .pyc files;
+# checked-hash .pyc stay valid whatever the file times in the initramfs.
+# shellcheck disable=SC2086 # ${legacy} is one flag or nothing
+"${HOST_DIR}/bin/python3" -m compileall -q -f ${legacy} \
+	--invalidation-mode checked-hash \
+	-s "${TARGET_DIR}" -p / \
+	"${AGENT_DIR}"
+
+if [ -n "${legacy}" ]; then
+	find "${AGENT_DIR}" -name '*.py' -type f -delete
+	find "${AGENT_DIR}" -name '__pycache__' -type d -prune -exec rm -rf {} +
+fi

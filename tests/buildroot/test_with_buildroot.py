@@ -1,0 +1,97 @@
+"""Checks that run Buildroot's own tools (BUILDROOT_DIR), offline and fast."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import BOARDS, REPO, defconfig_lines
+
+pytestmark = pytest.mark.buildroot
+
+TREE_FILES = ("external.desc", "Config.in", "external.mk", "configs", "package", "board")
+
+
+def check_package_python() -> str:
+    """A python that has check-package's modules (python-magic, flake8)."""
+    for python in (sys.executable, "/usr/bin/python3"):
+        probe = subprocess.run(
+            [python, "-c", "import magic, flake8"], capture_output=True, check=False
+        )
+        if probe.returncode == 0:
+            return python
+    pytest.skip("utils/check-package needs python3-magic and python3-flake8")
+
+
+def check_package(buildroot: Path, root: Path) -> subprocess.CompletedProcess[str]:
+    files = sorted(
+        str(p.relative_to(root))
+        for name in TREE_FILES
+        for p in ([root / name] if (root / name).is_file() else (root / name).rglob("*"))
+        if p.is_file()
+    )
+    return subprocess.run(
+        [check_package_python(), str(buildroot / "utils/check-package"), "-b", *files],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_check_package_clean(buildroot_dir: Path) -> None:
+    result = check_package(buildroot_dir, REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 warnings generated" in result.stderr + result.stdout
+
+
+def test_check_package_catches_a_defect(buildroot_dir: Path, tmp_path: Path) -> None:
+    """Control: the same run on a copy with a defect does report it."""
+    copy = tmp_path / "tree"
+    for name in TREE_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, copy / name)
+        else:
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, copy / name)
+    mk = copy / "package/ipxe/ipxe.mk"
+    mk.write_text(mk.read_text().replace("IPXE_INSTALL_IMAGES = YES", "IPXE_INSTALL_IMAGES = YES "))
+    result = check_package(buildroot_dir, copy)
+    assert "package/ipxe/ipxe.mk" in result.stdout + result.stderr
+    assert "0 warnings generated" not in result.stderr + result.stdout
+
+
+@pytest.fixture(scope="module")
+def kconfig_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One O= directory for every board: kconfig's host tools are built once."""
+    return tmp_path_factory.mktemp("output")
+
+
+@pytest.mark.slow  # savedefconfig parses every package's .mk: ~15 s per board
+@pytest.mark.parametrize("board", BOARDS)
+def test_defconfig_survives_savedefconfig(
+    buildroot_dir: Path, kconfig_output: Path, tmp_path: Path, board: str
+) -> None:
+    """Every line of the defconfig is a live symbol with the value it asks for.
+
+    Buildroot's kconfig drops unknown symbols and values whose dependencies
+    are unmet; savedefconfig then no longer lists them. Offline: kconfig only.
+    """
+    out = kconfig_output
+    saved = tmp_path / "saved_defconfig"
+    make = ["make", "-s", "-C", str(buildroot_dir), f"O={out}", f"BR2_EXTERNAL={REPO}"]
+    for target in ([f"{board}_pxe_defconfig"], ["savedefconfig", f"BR2_DEFCONFIG={saved}"]):
+        result = subprocess.run(
+            [*make, *target], capture_output=True, text=True, check=False, timeout=300
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    wanted = set(defconfig_lines(board))
+    kept = {line for line in saved.read_text().splitlines() if line.strip()}
+    assert not wanted - kept, f"dropped by kconfig: {sorted(wanted - kept)}"
+    assert not kept - wanted, f"not in configs/{board}_pxe_defconfig: {sorted(kept - wanted)}"

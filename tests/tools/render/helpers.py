@@ -1,0 +1,52 @@
+"""Shared helpers for the render tests: a fake image set, rendering, snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+
+from ramboot.inventory import load_inventory
+from ramboot.render.tree import RenderResult, render_tree
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN = Path(__file__).parent / "golden"
+FLEET = FIXTURES / "fleet.toml"
+
+IMAGE_FILES = (
+    "rpi4/Image", "rpi4/rootfs.cpio.gz", "rpi4/bcm2711-rpi-4-b.dtb",
+    "rpi4/bcm2711-rpi-400.dtb", "rpi4/bcm2711-rpi-cm4.dtb", "rpi4/rpi-firmware/start4.elf",
+    "rpi4/rpi-firmware/fixup4.dat", "rpi4/rpi-firmware/overlays/miniuart-bt.dtbo",
+    "x86_64/bzImage", "x86_64/rootfs.cpio.gz", "ipxe/undionly.kpxe", "ipxe/ipxe.efi",
+)
+
+
+def make_images(root: Path) -> Path:
+    """A stand-in --images tree: each file's bytes name it, so a mix-up shows."""
+    for relative in IMAGE_FILES:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Binary-looking content with every byte value, to catch text-mode transfers.
+        path.write_bytes(relative.encode() + b"\n" + bytes(range(256)) * 4)
+    return root
+
+
+def render_fleet(images: Path, out: Path, inventory: Path = FLEET) -> RenderResult:
+    return render_tree(load_inventory(inventory), images, out)
+
+
+def snapshot(root: Path) -> list[str]:
+    """One line per entry: path, kind, mode bits, and content hash or link target."""
+    lines = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        info = path.lstat()
+        mode = f"{stat.S_IMODE(info.st_mode):04o}"
+        if path.is_symlink():
+            lines.append(f"{relative} link -> {path.readlink()}")
+        elif path.is_dir():
+            lines.append(f"{relative} dir {mode}")
+        else:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            lines.append(f"{relative} file {mode} {digest}")
+    return lines

@@ -1,0 +1,119 @@
+"""Render behaviour: determinism, atomic replacement, image limits, real config checkers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ramboot.errors import RambootError
+from ramboot.render.images import MIB
+from tests.tools.render.helpers import FLEET, make_images, render_fleet, snapshot
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    return make_images(tmp_path / "images")
+
+
+def test_same_input_gives_same_bytes_and_modes(tmp_path: Path, images: Path) -> None:
+    old_umask = os.umask(0o077)  # a strict umask must not leak into the tree
+    try:
+        render_fleet(images, tmp_path / "a")
+    finally:
+        os.umask(old_umask)
+    render_fleet(images, tmp_path / "b")
+    assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+
+
+def test_rerender_replaces_the_tree_whole(tmp_path: Path, images: Path) -> None:
+    out = tmp_path / "out"
+    render_fleet(images, out)
+    (out / "stale-file").write_text("from an older render")
+    render_fleet(images, out)
+    assert not (out / "stale-file").exists()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+    assert leftovers == []
+
+
+def test_failed_render_leaves_the_old_tree_untouched(tmp_path: Path, images: Path) -> None:
+    out = tmp_path / "out"
+    render_fleet(images, out)
+    before = snapshot(out)
+    (images / "x86_64" / "bzImage").unlink()
+    with pytest.raises(RambootError, match=r"missing build artifacts: x86_64/bzImage"):
+        render_fleet(images, out)
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
+
+
+def test_large_pi_initramfs_warns(tmp_path: Path, images: Path) -> None:
+    with (images / "rpi4" / "rootfs.cpio.gz").open("r+b") as handle:
+        handle.truncate(33 * MIB)
+    result = render_fleet(images, tmp_path / "out")
+    assert any("33.0 MiB is over 32 MiB" in warning for warning in result.warnings)
+
+
+def test_oversized_pi_initramfs_is_refused(tmp_path: Path, images: Path) -> None:
+    with (images / "rpi4" / "rootfs.cpio.gz").open("r+b") as handle:
+        handle.truncate(65 * MIB)
+    with pytest.raises(RambootError, match=r"65.0 MiB is over the 64 MiB"):
+        render_fleet(images, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_profile_path_missing_from_images_is_an_error(tmp_path: Path, images: Path) -> None:
+    inventory = tmp_path / "fleet.toml"
+    inventory.write_text(FLEET.read_text().replace('"x86_64/bzImage"', '"x86_64/vmlinuz"'))
+    with pytest.raises(RambootError, match=r"profile 'rescue': 'x86_64/vmlinuz' is not under"):
+        render_fleet(images, tmp_path / "out", inventory)
+
+
+def test_templates_can_be_overridden(tmp_path: Path, images: Path) -> None:
+    from ramboot.inventory import load_inventory
+    from ramboot.render.tree import render_tree
+
+    override = tmp_path / "templates" / "rpi4"
+    override.mkdir(parents=True)
+    (override / "config.txt.j2").write_text("# site {{ host.name }}\nkernel={{ kernel }}\n")
+    render_tree(load_inventory(FLEET), images, tmp_path / "out", tmp_path / "templates")
+    assert (tmp_path / "out/tftp/1a2b3c4d/config.txt").read_text() == "# site pi-01\nkernel=Image\n"
+
+
+def test_template_typo_is_an_error(tmp_path: Path, images: Path) -> None:
+    from ramboot.inventory import load_inventory
+    from ramboot.render.tree import render_tree
+
+    override = tmp_path / "templates" / "rpi4"
+    override.mkdir(parents=True)
+    (override / "config.txt.j2").write_text("kernel={{ kernal }}\n")
+    with pytest.raises(RambootError, match="'kernal' is undefined"):
+        render_tree(load_inventory(FLEET), images, tmp_path / "out", tmp_path / "templates")
+
+
+def test_real_kea_accepts_the_config(tmp_path: Path, images: Path) -> None:
+    if shutil.which("kea-dhcp4") is None:
+        pytest.skip("kea-dhcp4 not installed (run scripts/install-deps)")
+    # `kea-dhcp4 -t` checks that the interface exists: use one every machine has.
+    inventory = tmp_path / "fleet.toml"
+    inventory.write_text(FLEET.read_text().replace('dhcp_interface = "srv0"',
+                                                   'dhcp_interface = "lo"'))
+    render_fleet(images, tmp_path / "out", inventory)
+    result = subprocess.run(["kea-dhcp4", "-t", tmp_path / "out/dhcp/kea-dhcp4.json"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_real_dnsmasq_accepts_the_config(tmp_path: Path, images: Path) -> None:
+    if shutil.which("dnsmasq") is None:
+        pytest.skip("dnsmasq not installed (run scripts/install-deps)")
+    render_fleet(images, tmp_path / "out")
+    result = subprocess.run(
+        ["dnsmasq", "--test", f"--conf-file={tmp_path / 'out/dhcp/dnsmasq.conf'}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "syntax check OK" in result.stderr

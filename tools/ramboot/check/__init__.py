@@ -1,0 +1,1 @@
+"""`ramboot check`: verify the defconfigs and kernel fragments against real Kconfig trees."""

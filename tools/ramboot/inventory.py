@@ -1,0 +1,564 @@
+"""The fleet inventory: one TOML file, validated strictly into frozen dataclasses.
+
+Every problem is collected (not just the first) and reported with the file, the
+section or host, and the field, so one run tells the operator everything to fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ramboot.errors import RambootError
+
+FAMILIES = ("rpi4", "x86_64")
+URL_SCHEMES = ("http", "https", "tftp")
+
+# Pi 4 family models and the DTB the firmware must load for each.
+RPI_MODEL_DTB = {
+    "4b": "bcm2711-rpi-4-b.dtb",
+    "400": "bcm2711-rpi-400.dtb",
+    "cm4": "bcm2711-rpi-cm4.dtb",
+}
+
+DEFAULT_CONSOLES = {
+    "rpi4": ("serial0,115200", "tty1"),
+    "x86_64": ("ttyS0,115200", "tty0"),
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_SERIAL_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
+_MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}$")
+_RAMBOOT_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+_TOML_POS_RE = re.compile(r"\(at line (\d+), column (\d+)\)$")
+# Characters that would break a kernel command line, a config line or a quoted value.
+_PLACEHOLDER_IP = "192.0.2.0"  # stands in for a missing address while collecting problems
+_UNSAFE_CHARS = re.compile(r"[\s\"'\\\x00-\x1f\x7f]")
+
+
+class InventoryError(RambootError):
+    """Every problem found in one inventory file."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"invalid inventory ({count}):\n" + "\n".join(
+            f"  {problem}" for problem in problems
+        ))
+
+
+@dataclass(frozen=True)
+class Servers:
+    tftp: str
+    http_base: str
+    dhcp_interface: str | None
+    uefi_binary: str
+    tftp_root: str | None
+
+
+@dataclass(frozen=True)
+class Network:
+    subnet: str
+    pool: tuple[str, str]
+    router: str | None
+    dns: tuple[str, ...]
+    domain: str | None
+    lease_time: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kernel: str | None
+    initramfs: tuple[str, ...]
+    args: tuple[str, ...]
+    chain: str | None
+
+
+@dataclass(frozen=True)
+class Eeprom:
+    boot_order: str
+    tftp_prefix: int
+    tftp_ip: str | None
+    tftp_file_timeout: int
+    dhcp_timeout: int
+    dhcp_req_timeout: int
+    net_install_enabled: int
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    family: str
+    model: str | None
+    serial: str | None
+    macs: tuple[str, ...]
+    ip: str | None
+    url: str | None
+    profile: str | None
+    consoles: tuple[str, ...]
+    kernel_args: tuple[str, ...]
+    ramboot: tuple[tuple[str, str], ...]
+    report_url: str | None
+
+    @property
+    def dtb(self) -> str | None:
+        return RPI_MODEL_DTB[self.model] if self.model else None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    servers: Servers
+    network: Network
+    eeprom: Eeprom
+    profiles: Mapping[str, Profile]
+    hosts: tuple[Host, ...]
+    families: frozenset[str] = field(default_factory=frozenset)
+
+    def host_url(self, host: Host) -> str:
+        """The instructions URL of `host`: its own, or the rendered host script."""
+        return host.url or f"{self.servers.http_base}/hosts/{host.name}.ipxe"
+
+
+# --- small validators: each returns the normalised value or raises _Bad ---
+
+
+class _Bad(Exception):
+    """One field's problem; the collector adds where it is."""
+
+
+def normalise_mac(value: object) -> str:
+    if not isinstance(value, str) or not _MAC_RE.match(value):
+        raise _Bad(f"{value!r} is not a MAC address (six hex pairs separated by ':' or '-')")
+    mac = value.lower().replace("-", ":")
+    if int(mac[:2], 16) & 1:
+        raise _Bad(f"{value!r} is a multicast address, not a network card's")
+    if mac == "00:00:00:00:00:00":
+        raise _Bad(f"{value!r} is the all-zero address")
+    return mac
+
+
+def normalise_serial(value: object) -> str:
+    if not isinstance(value, str) or not _SERIAL_RE.match(value):
+        raise _Bad(
+            f"{value!r} is not 8 hex digits (the bootloader uses the last 8 digits "
+            "of the serial in /proc/cpuinfo)"
+        )
+    return value.lower()
+
+
+def check_name(value: object, what: str = "name") -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"{value!r} is not a string")
+    if "/" in value or "\\" in value or "\x00" in value or value in {".", ".."}:
+        raise _Bad(f"{value!r} would escape the output directory")
+    if not _NAME_RE.match(value):
+        raise _Bad(
+            f"{value!r} is not a valid {what} (letters, digits and '-', "
+            "at most 63, not starting or ending with '-')"
+        )
+    return value
+
+
+def check_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"{value!r} is not a string")
+    if _UNSAFE_CHARS.search(value):
+        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in URL_SCHEMES:
+        raise _Bad(f"{value!r}: scheme must be one of {', '.join(URL_SCHEMES)}")
+    if not parts.netloc:
+        raise _Bad(f"{value!r} has no host")
+    return value
+
+
+def check_ipv4(value: object) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))  # type: ignore[arg-type]
+    except (ipaddress.AddressValueError, ValueError) as error:
+        raise _Bad(f"{value!r} is not an IPv4 address") from error
+
+
+def check_arg(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Bad(f"{value!r} is not a non-empty string")
+    if _UNSAFE_CHARS.search(value):
+        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
+    return value
+
+
+def check_int(value: object, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _Bad(f"{value!r} is not an integer in {low}..{high}")
+    return value
+
+
+def check_relative_path(value: object) -> str:
+    """A path under the HTTP images directory: relative, no '..', no NUL."""
+    if not isinstance(value, str) or not value:
+        raise _Bad(f"{value!r} is not a non-empty string")
+    parts = value.split("/")
+    if value.startswith("/") or ".." in parts or "\x00" in value or "" in parts:
+        raise _Bad(f"{value!r} would escape the images directory")
+    if _UNSAFE_CHARS.search(value):
+        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
+    return value
+
+
+def check_kernel_ref(value: object) -> str:
+    """A kernel or initramfs: an absolute URL, or a path under http/images/."""
+    if isinstance(value, str) and "://" in value:
+        return check_url(value)
+    return check_relative_path(value)
+
+
+# --- the collector ---
+
+
+class _Collector:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.problems.append(f"{self.path.name}: {where}: {message}")
+
+    def table(self, data: object, where: str) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            self.add(where, f"must be a table, not {type(data).__name__}")
+            return {}
+        return data
+
+    def unknown_keys(self, data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        for key in sorted(set(data) - allowed):
+            self.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+    def field(self, where: str, key: str, value: Any, check: Any, *args: Any) -> Any:
+        """Run `check` on `value`; on failure record the problem and return None."""
+        try:
+            return check(value, *args)
+        except _Bad as bad:
+            self.add(where, f"{key}: {bad}")
+            return None
+
+    def strings(self, where: str, key: str, value: Any, check: Any) -> tuple[Any, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            self.add(where, f"{key}: must be a list of strings")
+            return ()
+        out = []
+        for item in value:
+            checked = self.field(where, key, item, check)
+            if checked is not None:
+                out.append(checked)
+        return tuple(out)
+
+
+_SERVER_KEYS = {"tftp", "http_base", "dhcp_interface", "uefi_binary", "tftp_root"}
+_NETWORK_KEYS = {"subnet", "pool", "router", "dns", "domain", "lease_time"}
+_PROFILE_KEYS = {"kernel", "initramfs", "args", "chain"}
+_EEPROM_KEYS = {
+    "boot_order", "tftp_prefix", "tftp_ip", "tftp_file_timeout", "dhcp_timeout",
+    "dhcp_req_timeout", "net_install_enabled",
+}
+_HOST_KEYS = {
+    "name", "family", "model", "serial", "macs", "ip", "url", "profile", "console",
+    "kernel_args", "ramboot", "report_url",
+}
+_DEFAULT_KEYS = {"family", "model", "profile", "console", "kernel_args", "ramboot", "report_url"}
+_TOP_KEYS = {"defaults", "servers", "network", "profiles", "eeprom", "hosts"}
+UEFI_BINARIES = ("ipxe.efi", "snponly.efi")
+
+
+def _servers(c: _Collector, raw: object) -> Servers:
+    data = c.table(raw, "servers")
+    c.unknown_keys(data, _SERVER_KEYS, "servers")
+    for key in ("tftp", "http_base"):
+        if key not in data:
+            c.add("servers", f"{key}: missing")
+    tftp = c.field("servers", "tftp", data.get("tftp", _PLACEHOLDER_IP), check_ipv4)
+    base = data.get("http_base", "http://invalid")
+    http_base = c.field("servers", "http_base", base, check_url)
+    if http_base and not http_base.startswith(("http://", "https://")):
+        c.add("servers", f"http_base: {base!r} must be an http or https URL")
+    interface = data.get("dhcp_interface")
+    if interface is not None:
+        interface = c.field("servers", "dhcp_interface", interface, check_arg)
+    uefi = data.get("uefi_binary", "ipxe.efi")
+    if uefi not in UEFI_BINARIES:
+        c.add("servers", f"uefi_binary: {uefi!r} is not one of {', '.join(UEFI_BINARIES)}")
+    tftp_root = data.get("tftp_root")
+    if tftp_root is not None:
+        tftp_root = c.field("servers", "tftp_root", tftp_root, check_arg)
+        if tftp_root and not tftp_root.startswith("/"):
+            c.add("servers", f"tftp_root: {tftp_root!r} must be an absolute path")
+    return Servers(
+        tftp=tftp or _PLACEHOLDER_IP, http_base=(http_base or "").rstrip("/"),
+        dhcp_interface=interface, uefi_binary=uefi, tftp_root=tftp_root,
+    )
+
+
+def _network(c: _Collector, raw: object) -> Network:
+    data = c.table(raw, "network")
+    c.unknown_keys(data, _NETWORK_KEYS, "network")
+    subnet: ipaddress.IPv4Network | None = None
+    try:
+        subnet = ipaddress.IPv4Network(data.get("subnet"), strict=True)  # type: ignore[arg-type]
+    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError, TypeError):
+        c.add("network", f"subnet: {data.get('subnet')!r} is not an IPv4 network like "
+              "'192.0.2.0/24'")
+
+    def inside(key: str, value: object) -> str | None:
+        address = c.field("network", key, value, check_ipv4)
+        if address and subnet and ipaddress.IPv4Address(address) not in subnet:
+            c.add("network", f"{key}: {address} is outside the subnet {subnet}")
+        return address
+
+    pool_raw = data.get("pool")
+    pool: tuple[str, str] = ("", "")
+    if not (isinstance(pool_raw, list) and len(pool_raw) == 2):
+        c.add("network", f"pool: {pool_raw!r} must be [first, last]")
+    else:
+        first, last = inside("pool", pool_raw[0]), inside("pool", pool_raw[1])
+        if first and last:
+            if ipaddress.IPv4Address(first) > ipaddress.IPv4Address(last):
+                c.add("network", f"pool: {first} comes after {last}")
+            pool = (first, last)
+    router = inside("router", data["router"]) if "router" in data else None
+    dns = c.strings("network", "dns", data.get("dns", []), check_ipv4)
+    domain = data.get("domain")
+    if domain is not None:
+        domain = c.field("network", "domain", domain, check_arg)
+    lease = c.field("network", "lease_time", data.get("lease_time", 3600), check_int, 60,
+                    2**31 - 1)
+    return Network(
+        subnet=str(subnet) if subnet else "", pool=pool, router=router, dns=dns, domain=domain,
+        lease_time=lease or 3600,
+    )
+
+
+def _eeprom(c: _Collector, raw: object) -> Eeprom:
+    data = c.table(raw, "eeprom")
+    c.unknown_keys(data, _EEPROM_KEYS, "eeprom")
+    boot_order = data.get("boot_order", "0xf21")
+    if not (isinstance(boot_order, str) and re.fullmatch(r"0x[0-9a-fA-F]{1,16}", boot_order)):
+        c.add("eeprom", f"boot_order: {boot_order!r} is not a hex string like '0xf21'")
+        boot_order = "0xf21"
+    tftp_ip = data.get("tftp_ip")
+    if tftp_ip is not None:
+        tftp_ip = c.field("eeprom", "tftp_ip", tftp_ip, check_ipv4)
+
+    def number(key: str, default: int, low: int, high: int) -> int:
+        value = c.field("eeprom", key, data.get(key, default), check_int, low, high)
+        return default if value is None else value
+
+    return Eeprom(
+        boot_order=boot_order.lower(),
+        tftp_prefix=number("tftp_prefix", 0, 0, 2),
+        tftp_ip=tftp_ip,
+        tftp_file_timeout=number("tftp_file_timeout", 30000, 5000, 120000),
+        dhcp_timeout=number("dhcp_timeout", 45000, 5000, 600000),
+        dhcp_req_timeout=number("dhcp_req_timeout", 4000, 500, 60000),
+        net_install_enabled=number("net_install_enabled", 0, 0, 1),
+    )
+
+
+def _profiles(c: _Collector, raw: object) -> dict[str, Profile]:
+    data = c.table(raw, "profiles")
+    profiles: dict[str, Profile] = {}
+    for name in sorted(data):
+        where = f"profile {name!r}"
+        if c.field(where, "name", name, check_name, "profile name") is None:
+            continue
+        body = c.table(data[name], where)
+        c.unknown_keys(body, _PROFILE_KEYS, where)
+        chain = body.get("chain")
+        kernel = body.get("kernel")
+        if (chain is None) == (kernel is None):
+            c.add(where, "needs exactly one of 'kernel' (with 'initramfs') or 'chain'")
+        if chain is not None:
+            chain = c.field(where, "chain", chain, check_url)
+            for key in ("initramfs", "args"):
+                if key in body:
+                    c.add(where, f"{key}: has no meaning with 'chain'")
+        if kernel is not None:
+            kernel = c.field(where, "kernel", kernel, check_kernel_ref)
+        profiles[name] = Profile(
+            name=name, kernel=kernel,
+            initramfs=c.strings(where, "initramfs", body.get("initramfs", []), check_kernel_ref),
+            args=c.strings(where, "args", body.get("args", []), check_arg),
+            chain=chain,
+        )
+    return profiles
+
+
+def _ramboot_keys(c: _Collector, where: str, raw: object) -> dict[str, str]:
+    data = c.table(raw, f"{where}: ramboot")
+    out: dict[str, str] = {}
+    for key, raw_value in data.items():
+        if not _RAMBOOT_KEY_RE.match(key):
+            c.add(where, f"ramboot.{key}: not a valid key (lower-case letters, digits, '_', '-')")
+            continue
+        if key == "url":
+            c.add(where, "ramboot.url: set the host's 'url' (or 'profile') instead")
+            continue
+        # TOML booleans and integers become the 1/0 and digits the agent parses.
+        value = str(int(raw_value)) if isinstance(raw_value, bool | int) else raw_value
+        checked = c.field(where, f"ramboot.{key}", value, check_arg)
+        if checked is not None:
+            out[key] = checked
+    return out
+
+
+def _host(
+    c: _Collector, index: int, raw: object, defaults: dict[str, Any],
+    profiles: Mapping[str, Profile],
+) -> Host | None:
+    where = f"host #{index + 1}"
+    data = c.table(raw, where)
+    if not data:
+        return None
+    name = c.field(where, "name", data.get("name"), check_name, "host name")
+    if name is not None:
+        where = f"host {name!r}"
+    c.unknown_keys(data, _HOST_KEYS, where)
+    merged = {**defaults, **data}
+    # ramboot.* keys merge key by key: a host adds to the defaults' keys.
+    ramboot_defaults, ramboot_host = defaults.get("ramboot", {}), data.get("ramboot", {})
+    if isinstance(ramboot_defaults, dict) and isinstance(ramboot_host, dict):
+        merged["ramboot"] = {**ramboot_defaults, **ramboot_host}
+
+    family = merged.get("family")
+    if family not in FAMILIES:
+        c.add(where, f"family: {family!r} is not one of {', '.join(FAMILIES)}")
+    serial = None
+    model = None
+    if family == "rpi4":
+        if "serial" not in data:
+            c.add(where, "serial: missing (a Raspberry Pi is found by its 8-hex-digit serial)")
+        else:
+            serial = c.field(where, "serial", data["serial"], normalise_serial)
+        model = merged.get("model", "4b")
+        if model not in RPI_MODEL_DTB:
+            c.add(where, f"model: {model!r} is not one of {', '.join(RPI_MODEL_DTB)}")
+            model = None
+    elif family == "x86_64":
+        for key in ("serial", "model"):
+            if key in data:
+                c.add(where, f"{key}: only meaningful for family 'rpi4'")
+    macs = c.strings(where, "macs", data.get("macs", []), normalise_mac)
+    if family == "x86_64" and not data.get("macs"):
+        c.add(where, "macs: missing (an x86_64 host is found by its MAC address)")
+    if len(set(macs)) != len(macs):
+        c.add(where, "macs: lists the same address twice")
+    ip = c.field(where, "ip", data["ip"], check_ipv4) if "ip" in data else None
+    if ip and not macs:
+        c.add(where, "ip: a reserved address needs at least one MAC")
+
+    url = data.get("url")
+    profile = merged.get("profile") if url is None else None
+    if url is not None and "profile" in data:
+        c.add(where, "url, profile: give one, not both")
+    if url is not None:
+        url = c.field(where, "url", url, check_url)
+    elif profile is None:
+        c.add(where, "url: missing (give 'url' or 'profile', here or in [defaults])")
+    elif profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        c.add(where, f"profile: {profile!r} is not defined (profiles: {known})")
+
+    consoles = c.strings(where, "console", merged["console"], check_arg) \
+        if "console" in merged else DEFAULT_CONSOLES.get(str(family), ())
+    args = c.strings(where, "kernel_args", merged.get("kernel_args", []), check_arg)
+    ramboot = _ramboot_keys(c, where, merged.get("ramboot"))
+    report = merged.get("report_url")
+    if report is not None:
+        report = c.field(where, "report_url", report, check_url)
+    if name is None or family not in FAMILIES:
+        return None
+    return Host(
+        name=name, family=family, model=model, serial=serial, macs=macs, ip=ip, url=url,
+        profile=profile, consoles=consoles, kernel_args=args,
+        ramboot=tuple(sorted(ramboot.items())), report_url=report,
+    )
+
+
+def _duplicates(c: _Collector, hosts: list[Host]) -> None:
+    def check(what: str, values: Iterator[tuple[int, str, str]]) -> None:
+        seen: dict[str, tuple[int, str]] = {}
+        for index, host_name, value in values:
+            first = seen.setdefault(value, (index, host_name))
+            if first[0] != index:
+                c.add(f"host {host_name!r}", f"{what}: {value} is already used by host "
+                      f"{first[1]!r}")
+
+    check("name", ((i, h.name, h.name) for i, h in enumerate(hosts)))
+    check("serial", ((i, h.name, h.serial) for i, h in enumerate(hosts) if h.serial))
+    check("macs", ((i, h.name, mac) for i, h in enumerate(hosts) for mac in h.macs))
+    check("ip", ((i, h.name, h.ip) for i, h in enumerate(hosts) if h.ip))
+
+
+def parse_inventory(text: str, path: Path) -> Inventory:
+    """Validate inventory `text` read from `path`; raise InventoryError listing every problem."""
+    c = _Collector(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        position = _TOML_POS_RE.search(message)
+        if position:
+            line, column = position.groups()
+            message = message[: position.start()].rstrip()
+            raise InventoryError([f"{path.name}:{line}:{column}: TOML syntax: {message}"]) from None
+        raise InventoryError([f"{path.name}: TOML syntax: {message}"]) from None
+
+    c.unknown_keys(raw, _TOP_KEYS, "top level")
+    defaults = c.table(raw.get("defaults"), "defaults")
+    c.unknown_keys(defaults, _DEFAULT_KEYS, "defaults")
+    servers = _servers(c, raw.get("servers"))
+    network = _network(c, raw.get("network"))
+    eeprom = _eeprom(c, raw.get("eeprom"))
+    profiles = _profiles(c, raw.get("profiles"))
+
+    hosts_raw = raw.get("hosts", [])
+    if not isinstance(hosts_raw, list):
+        c.add("hosts", "must be an array of tables: write each host as [[hosts]]")
+        hosts_raw = []
+    hosts = [
+        host for index, item in enumerate(hosts_raw)
+        if (host := _host(c, index, item, defaults, profiles)) is not None
+    ]
+    _duplicates(c, hosts)
+    if network.subnet:
+        subnet = ipaddress.IPv4Network(network.subnet)
+        for host in hosts:
+            if host.ip and ipaddress.IPv4Address(host.ip) not in subnet:
+                c.add(f"host {host.name!r}", f"ip: {host.ip} is outside the subnet {subnet}")
+    if c.problems:
+        raise InventoryError(c.problems)
+    return Inventory(
+        path=path, servers=servers, network=network, eeprom=eeprom, profiles=profiles,
+        hosts=tuple(sorted(hosts, key=lambda h: h.name)),
+        families=frozenset(h.family for h in hosts),
+    )
+
+
+def load_inventory(path: Path) -> Inventory:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RambootError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise RambootError(f"{path}: not UTF-8 text: {error}") from None
+    return parse_inventory(text, path)

@@ -1,0 +1,40 @@
+"""`ramboot render`: inventory + build artifacts -> the boot servers' files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ramboot.inventory import load_inventory
+from ramboot.lint import lint_text, parser_available
+from ramboot.render.tree import render_tree
+
+
+@click.command("render")
+@click.argument("inventory", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--images", "images", required=True, type=click.Path(path_type=Path, file_okay=False),
+    help="Build artifacts: rpi4/, x86_64/ and ipxe/ subdirectories.",
+)
+@click.option(
+    "--out", "out", default=Path("output/ramboot"), show_default=True,
+    type=click.Path(path_type=Path, file_okay=False), help="Directory to (re)place.",
+)
+@click.option(
+    "--templates", "templates", type=click.Path(path_type=Path, file_okay=False),
+    help="Directory whose templates override the built-in ones, by relative name.",
+)
+def render(inventory: Path, images: Path, out: Path, templates: Path | None) -> None:
+    """Render INVENTORY into the TFTP, HTTP, DHCP and EEPROM files under --out."""
+    fleet = load_inventory(inventory)
+    check = lint_text if parser_available() else None
+    result = render_tree(fleet, images, out, templates, check_script=check)
+    if check is None:
+        result.warnings.append("iPXE scripts not linted: ramboot_agent.ipxe has no parser here")
+    for warning in result.warnings:
+        click.echo(f"ramboot: warning: {warning}", err=True)
+    click.echo(
+        f"rendered {len(fleet.hosts)} host(s), {len(result.scripts)} iPXE script(s) "
+        f"into {result.out}"
+    )

@@ -1,0 +1,123 @@
+"""Find the build artifacts a render needs in --images, and check their limits.
+
+Layout of --images (each part needed only when the fleet uses it):
+
+    rpi4/     Image, rootfs.cpio.gz, bcm2711-*.dtb, and start4.elf, fixup4.dat,
+              overlays/ either here or in rpi4/rpi-firmware/ (Buildroot's layout)
+    x86_64/   bzImage, rootfs.cpio.gz
+    ipxe/     undionly.kpxe, ipxe.efi, snponly.efi (whichever exist)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ramboot.errors import RambootError
+from ramboot.inventory import RPI_MODEL_DTB, Inventory
+
+MIB = 1024 * 1024
+# The Pi 4 bootloader fetches the initramfs over TFTP into a fixed buffer: large
+# files are slow and fragile over its TFTP client, and past 64 MiB older
+# bootloaders truncate silently, so the board boots a corrupt initramfs.
+RPI_INITRAMFS_WARN = 32 * MIB
+RPI_INITRAMFS_LIMIT = 64 * MIB
+IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
+
+
+@dataclass(frozen=True)
+class RpiImages:
+    kernel: Path
+    initramfs: Path
+    boot_files: dict[str, Path]  # name in the TFTP root -> source (firmware, DTBs)
+    overlays: Path | None
+
+
+@dataclass(frozen=True)
+class X86Images:
+    kernel: Path
+    initramfs: Path
+
+
+@dataclass
+class ImageSet:
+    rpi4: RpiImages | None = None
+    x86_64: X86Images | None = None
+    ipxe: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _first(*candidates: Path) -> Path | None:
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def find_images(images: Path, inventory: Inventory) -> ImageSet:
+    if not images.is_dir():
+        raise RambootError(f"{images}: --images is not a directory")
+    found = ImageSet()
+    missing: list[str] = []
+
+    def need(path: Path | None, what: str) -> Path:
+        if path is None:
+            missing.append(what)
+            return Path("/nonexistent")
+        return path
+
+    if "rpi4" in inventory.families:
+        rpi = images / "rpi4"
+        firmware = rpi / "rpi-firmware"
+        boot_files = {
+            name: need(_first(firmware / name, rpi / name), f"rpi4/{name}")
+            for name in ("start4.elf", "fixup4.dat")
+        }
+        models = sorted({host.model for host in inventory.hosts if host.model})
+        for dtb in sorted(RPI_MODEL_DTB.values()):
+            path = _first(rpi / dtb, firmware / dtb)
+            if path is not None:
+                boot_files[dtb] = path
+        for model in models:
+            if RPI_MODEL_DTB[model] not in boot_files:
+                missing.append(f"rpi4/{RPI_MODEL_DTB[model]} (for model {model!r})")
+        overlays = next((d for d in (firmware / "overlays", rpi / "overlays") if d.is_dir()), None)
+        initramfs = need(_first(rpi / "rootfs.cpio.gz"), "rpi4/rootfs.cpio.gz")
+        found.rpi4 = RpiImages(
+            kernel=need(_first(rpi / "Image"), "rpi4/Image"), initramfs=initramfs,
+            boot_files=boot_files, overlays=overlays,
+        )
+        if initramfs.is_file():
+            size = initramfs.stat().st_size
+            if size > RPI_INITRAMFS_LIMIT:
+                raise RambootError(
+                    f"{initramfs}: {size / MIB:.1f} MiB is over the {RPI_INITRAMFS_LIMIT // MIB} "
+                    "MiB the Pi 4 bootloader loads reliably over TFTP (older bootloaders "
+                    "truncate it silently); make the initramfs smaller"
+                )
+            if size > RPI_INITRAMFS_WARN:
+                found.warnings.append(
+                    f"{initramfs}: {size / MIB:.1f} MiB is over {RPI_INITRAMFS_WARN // MIB} MiB: "
+                    "TFTP from the Pi 4 bootloader will be slow; raise [eeprom] "
+                    "tftp_file_timeout if boards time out"
+                )
+
+    if "x86_64" in inventory.families:
+        x86 = images / "x86_64"
+        found.x86_64 = X86Images(
+            kernel=need(_first(x86 / "bzImage"), "x86_64/bzImage"),
+            initramfs=need(_first(x86 / "rootfs.cpio.gz"), "x86_64/rootfs.cpio.gz"),
+        )
+        for name in IPXE_BINARIES:
+            path = _first(images / "ipxe" / name)
+            if path is not None:
+                found.ipxe[name] = path
+        for name in ("undionly.kpxe", inventory.servers.uefi_binary):
+            if name not in found.ipxe:
+                found.warnings.append(
+                    f"{images / 'ipxe' / name}: missing: x86_64 firmware that asks for it "
+                    "will not boot"
+                )
+
+    if missing:
+        raise RambootError(
+            f"{images}: missing build artifacts: " + ", ".join(missing)
+        )
+    return found
