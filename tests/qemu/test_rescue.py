@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.lib.images import ImageSet
-from tests.lib.qemu import Qemu, aarch64_argv, require_qemu, x86_64_argv
+from tests.lib.qemu import Qemu, QemuError, aarch64_argv, require_qemu, x86_64_argv
 from tests.qemu.conftest import PI_SERIAL_NUMBER
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 # Short network waits: the failure path is under test, not the patience.
 AGENT_ARGS = "ramboot.carrier_timeout=3 ramboot.dhcp_timeout=6"
 SMBIOS_SERIAL = "RB-QEMU-0001"
+RESCUE_BANNER = "ramboot rescue shell ("
 SMBIOS_VENDOR = "ramboot-lab"
 
 
@@ -30,7 +31,15 @@ def identity(shell_lines: list[str]) -> dict[str, str]:
 
 def expect_failure_then_shell(vm: Qemu) -> None:
     vm.expect_exact("ramboot-agent FAILED", timeout=240)
-    vm.expect_exact("ramboot rescue shell", timeout=60)
+    vm.expect_exact(RESCUE_BANNER, timeout=60)
+    # One session, not a respawn loop: a second banner this soon means the
+    # shell's session leader exited at once and init started another.
+    try:
+        vm.expect_exact(RESCUE_BANNER, timeout=4)
+    except QemuError:
+        return
+    pytest.fail("the rescue console session respawns in a loop (its first process exits "
+                f"at once: a forking `setsid`?); console:\n{vm.tail()}")
 
 
 def test_x86_64_without_dhcp_fails_into_a_rescue_shell(
