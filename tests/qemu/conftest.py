@@ -54,7 +54,9 @@ def raspi4b_dtb(source: Path, dest: Path, *, serial_number: str) -> Path:
     for node in _fdt("fdtget", "-l", str(dest), "/soc").split():
         if node.partition("@")[2].startswith(RASPI4B_MISSING_UNIT_PREFIX):
             _fdt("fdtput", "-t", "s", str(dest), f"/soc/{node}", "status", "disabled")
-    _fdt("fdtput", "-t", "s", str(dest), PI_BLUETOOTH, "status", "disabled")
+    parent, _, child = PI_BLUETOOTH.rpartition("/")
+    if child in _fdt("fdtget", "-l", str(dest), parent).split():
+        _fdt("fdtput", "-t", "s", str(dest), PI_BLUETOOTH, "status", "disabled")
     _fdt("fdtput", "-t", "s", str(dest), "/", "serial-number", serial_number)
     return dest
 

@@ -75,7 +75,7 @@ def serve_tree(root: Path, images: ImageSet, console: str) -> None:
     (root / "boot.ipxe").write_text(script)
 
 
-def kea_with_report_url(workdir: Path) -> dict[str, object]:
+def kea_with_report_url(workdir: Path) -> dict[str, Any]:
     config = kea_config("br0", workdir, option_224=BOOT_URL)
     dhcp4 = config["Dhcp4"]
     dhcp4["option-def"].append(
