@@ -104,7 +104,8 @@ def test_rpi4_netboot_tree(tmp_path: Path) -> None:
     assert cmdline.endswith("\n")
     assert cmdline.count("\n") == 1, "the firmware reads cmdline.txt as one line"
     args = cmdline.split()
-    assert args[:2] == ["console=serial0,115200", "console=tty1"]
+    # The serial port last: it becomes /dev/console, where the rescue shell runs.
+    assert args[:2] == ["console=tty1", "console=serial0,115200"]
     assert not [a for a in args if a.startswith(("root=", "init="))]
 
 

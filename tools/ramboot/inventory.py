@@ -27,9 +27,11 @@ RPI_MODEL_DTB = {
     "cm4": "bcm2711-rpi-cm4.dtb",
 }
 
+# The last console= is /dev/console, where the agent reports and the rescue
+# shell runs: the serial port goes last.
 DEFAULT_CONSOLES = {
-    "rpi4": ("serial0,115200", "tty1"),
-    "x86_64": ("ttyS0,115200", "tty0"),
+    "rpi4": ("tty1", "serial0,115200"),
+    "x86_64": ("tty0", "ttyS0,115200"),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
