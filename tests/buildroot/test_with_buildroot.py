@@ -95,3 +95,34 @@ def test_defconfig_survives_savedefconfig(
     kept = {line for line in saved.read_text().splitlines() if line.strip()}
     assert not wanted - kept, f"dropped by kconfig: {sorted(wanted - kept)}"
     assert not kept - wanted, f"not in configs/{board}_pxe_defconfig: {sorted(kept - wanted)}"
+
+
+@pytest.mark.slow
+def test_top_level_makefile_configures_a_board_out_of_tree(
+    buildroot_dir: Path, tmp_path: Path
+) -> None:
+    """`make x86_64-defconfig` with BUILDROOT_DIR: Buildroot configured in OUTPUT/x86_64
+    with this external; nothing is written into the Buildroot tree or the checkout."""
+    result = subprocess.run(
+        ["make", "-s", "-C", str(REPO), f"BUILDROOT_DIR={buildroot_dir}",
+         f"OUTPUT={tmp_path}", "x86_64-defconfig"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = (tmp_path / "x86_64" / ".config").read_text().splitlines()
+    for line in ("BR2_PACKAGE_RAMBOOT_AGENT=y", "BR2_PACKAGE_IPXE=y",
+                 "BR2_TARGET_ROOTFS_CPIO_GZIP=y", "BR2_PACKAGE_PYTHON3_SSL=y"):
+        assert line in config
+    external = (tmp_path / "x86_64" / ".br2-external.mk").read_text().splitlines()
+    assert f"export BR2_EXTERNAL_RAMBOOT_PATH = {REPO}" in external
+    assert not (buildroot_dir / ".config").exists(), "configured in the Buildroot tree"
+
+
+def test_top_level_makefile_refuses_a_directory_that_is_not_buildroot(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["make", "-s", "-C", str(REPO), f"BUILDROOT_DIR={tmp_path}", f"OUTPUT={tmp_path}",
+         "rpi4-defconfig"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"BUILDROOT_DIR={tmp_path} is not a Buildroot tree" in result.stderr
