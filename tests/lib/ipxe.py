@@ -64,6 +64,13 @@ def default_lkrn() -> Path:
     return cache / "ipxe-trixie" / "usr" / "lib" / "ipxe" / "ipxe.lkrn"
 
 
+def default_ipxe_efi() -> Path:
+    """Trixie's x86_64 EFI iPXE (all drivers), beside the lkrn (env RAMBOOT_IPXE_EFI overrides)."""
+    if os.environ.get("RAMBOOT_IPXE_EFI"):
+        return Path(os.environ["RAMBOOT_IPXE_EFI"])
+    return default_lkrn().with_name("ipxe.efi")
+
+
 def require_ipxe_lkrn() -> Path:
     """Skip the calling test unless QEMU and a 2025 ipxe.lkrn are present."""
     if shutil.which("qemu-system-x86_64") is None:

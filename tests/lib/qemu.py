@@ -118,6 +118,60 @@ def x86_64_argv(
     return argv + [os.fspath(a) for a in extra]
 
 
+# Debian's ovmf package: the 4 MiB pair exists in bookworm and trixie, the 2 MiB one only
+# up to bookworm. CODE is shared read-only; VARS is copied per guest (the firmware writes it).
+OVMF_DIR = Path("/usr/share/OVMF")
+OVMF_PAIRS = (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"), ("OVMF_CODE.fd", "OVMF_VARS.fd"))
+
+
+def find_ovmf(directory: Path = OVMF_DIR) -> tuple[Path, Path] | None:
+    """(code, vars template) of the first complete OVMF pair in `directory`, or None."""
+    for code, variables in OVMF_PAIRS:
+        if (directory / code).is_file() and (directory / variables).is_file():
+            return directory / code, directory / variables
+    return None
+
+
+def require_ovmf() -> tuple[Path, Path]:
+    """Skip the calling test unless QEMU x86_64 and OVMF (Debian package ovmf) are installed."""
+    import pytest
+
+    require_qemu("qemu-system-x86_64")
+    firmware = find_ovmf()
+    if firmware is None:
+        pytest.skip(f"no OVMF firmware in {OVMF_DIR} (apt-get install ovmf)")
+    return firmware
+
+
+def ovmf_x86_64_argv(
+    *,
+    firmware: tuple[Path, Path],
+    workdir: Path,
+    esp: Path,
+    memory_mb: int = 256,
+    extra: Sequence[str | os.PathLike[str]] = (),
+) -> list[str]:
+    """A UEFI (OVMF, q35) x86_64 guest booting from the directory `esp` as a FAT disk.
+
+    `esp` is shown read-only through QEMU's vvfat (put the loader at
+    EFI/BOOT/BOOTX64.EFI); it is the first boot device. OVMF's console is
+    mirrored to the first serial port. A private copy of the variable store
+    is made in `workdir`.
+    """
+    if "," in os.fspath(esp):
+        raise ValueError(f"{esp}: QEMU's -drive option cannot take a path with a comma")
+    code, vars_template = firmware
+    variables = workdir / "OVMF_VARS.fd"
+    shutil.copyfile(vars_template, variables)
+    return x86_64_argv(machine="q35", memory_mb=memory_mb, extra=[
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
+        "-drive", f"if=none,id=esp,format=raw,readonly=on,file=fat:{os.fspath(esp)}",
+        "-device", "virtio-blk-pci,drive=esp,bootindex=0",
+        *extra,
+    ])
+
+
 def aarch64_argv(
     *,
     kernel: str | os.PathLike[str],
@@ -423,6 +477,7 @@ def poll_until(predicate: Callable[[], T], *, timeout: float, interval: float = 
 
 
 __all__ = [
-    "Qemu", "QemuError", "Shell", "aarch64_argv", "poll_until", "require_qemu", "running",
-    "scaled", "strip_ansi", "tap_nic_argv", "timeout_factor", "x86_64_argv",
+    "OVMF_DIR", "Qemu", "QemuError", "Shell", "aarch64_argv", "find_ovmf", "ovmf_x86_64_argv",
+    "poll_until", "require_ovmf", "require_qemu", "running", "scaled", "strip_ansi",
+    "tap_nic_argv", "timeout_factor", "x86_64_argv",
 ]
