@@ -72,6 +72,14 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(payload)
 
+    def send_unannounced(self, data: bytes) -> None:
+        """Send `data` with no Content-Length: the end of the body is the close."""
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.close_connection = True
+
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True

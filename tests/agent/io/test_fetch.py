@@ -152,16 +152,9 @@ def test_redirects_are_followed_and_bounded(site: Site, sleeps: list[float]) -> 
 
 
 def test_size_cap(site: Site, sleeps: list[float]) -> None:
-    def unannounced(handler: Handler) -> None:
-        # No Content-Length: the cap must hold while streaming.
-        handler.send_response(200)
-        handler.send_header("Connection", "close")
-        handler.end_headers()
-        handler.wfile.write(PAYLOAD)
-        handler.close_connection = True
-
     site.routes["/big"] = lambda h: h.send_bytes(PAYLOAD)
-    site.routes["/stream"] = unannounced
+    # No Content-Length: the cap must hold while streaming.
+    site.routes["/stream"] = lambda h: h.send_unannounced(PAYLOAD)
     with pytest.raises(FetchError, match=r"larger than 65536 bytes \(3145745 announced\)"):
         fetcher(sleeps).fetch_bytes(site.url("/big"), max_size=65536)
     with pytest.raises(FetchError, match=r"larger than 65536 bytes$"):

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent.io.servers import Handler, Site
+from tests.agent.io.servers import Site
 from tests.lib.netlab import Namespace, namespace, start_dnsmasq
 
 KERNEL = random.Random(7).randbytes(3 * 1024 * 1024 + 5)
@@ -140,15 +140,8 @@ def test_tftp_tsize_larger_than_free_space(tftp_ns: tuple[Namespace, Path],
 def test_http_free_space_checks_on_a_tiny_tmpfs(site: Site, tmp_path: Path) -> None:
     require_root("unshare", "mount")
 
-    def unannounced(handler: Handler) -> None:
-        handler.send_response(200)
-        handler.send_header("Connection", "close")
-        handler.end_headers()
-        handler.wfile.write(KERNEL)
-        handler.close_connection = True
-
     site.routes["/announced"] = lambda h: h.send_bytes(KERNEL)
-    site.routes["/unannounced"] = unannounced
+    site.routes["/unannounced"] = lambda h: h.send_unannounced(KERNEL)
     site.routes["/fits"] = lambda h: h.send_bytes(KERNEL[:300_000])
     small = tmp_path / "small"
     small.mkdir()
