@@ -13,17 +13,13 @@ import os
 import re
 from pathlib import Path
 
+from ramboot_agent import arch
 from ramboot_agent.net import RUNTIME_DIR, Lease, load_lease
 
 KEYS = (
     "mac", "ip", "serial", "uuid", "manufacturer", "product", "hostname", "buildarch",
     "platform", "asset",
 )
-# uname machine -> iPXE's ${buildarch}
-BUILDARCH = {
-    "x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64", "i386": "i386", "i686": "i386",
-    "armv7l": "arm32", "armv6l": "arm32", "riscv64": "riscv64", "loongarch64": "loong64",
-}
 _DMI = "sys/class/dmi/id"
 _DEVICE_TREES = ("proc/device-tree", "sys/firmware/devicetree/base")
 
@@ -82,7 +78,7 @@ def collect_identity(
         serial = _read(root, f"{_DMI}/product_serial") or _device_tree(root, "serial-number")
         manufacturer = _read(root, f"{_DMI}/sys_vendor")
         product = _read(root, f"{_DMI}/product_name") or model
-    buildarch = BUILDARCH.get(machine, machine)
+    buildarch = arch.buildarch(machine)
     if efi:
         platform = "efi"
     elif buildarch in ("x86_64", "i386"):

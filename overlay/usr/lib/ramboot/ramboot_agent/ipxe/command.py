@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ramboot_agent.arch import buildarch
 from ramboot_agent.errors import ConfigError
 from ramboot_agent.fetch import Fetcher
 from ramboot_agent.ipxe import uri
@@ -34,8 +35,6 @@ EXIT_FAILED = 1
 EXIT_NO_BOOT = 3
 EXIT_SHELL = 4
 EXIT_POWER = 5
-
-_BUILDARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +95,7 @@ def _make_booter(really: bool) -> Any:
 
 def main(args: argparse.Namespace) -> int:
     overrides = parse_sets(args.set)
-    identity = {"buildarch": _BUILDARCH.get(platform.machine(), platform.machine())}
+    identity = {"buildarch": buildarch(platform.machine())}
     try:
         settings = build_settings(identity, None, overrides)
     except SettingError as error:
