@@ -1,0 +1,1 @@
+"""The action kinds; plan/registry.py lists them."""
