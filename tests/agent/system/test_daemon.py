@@ -64,9 +64,9 @@ def test_no_instructions_is_a_config_error() -> None:
 def test_document_kinds() -> None:
     assert document_kind(b"#!ipxe\necho hi\n", "u") == "ipxe"
     assert document_kind(b"\xef\xbb\xbf#!ipxe\n", "u") == "ipxe"
-    with pytest.raises(ConfigError, match="provisioning plans"):
-        document_kind(b'  {"version": 1, "actions": []}', "http://cp/plan.json")
-    with pytest.raises(ScriptError, match=r"http://cp/x:1: not an iPXE script.*<html>"):
+    assert document_kind(b'  {"ramboot-plan": 1, "actions": []}', "http://cp/p.json") == "plan"
+    assert document_kind(b'\xef\xbb\xbf\n{"version": 1}', "http://cp/p.json") == "plan"
+    with pytest.raises(ScriptError, match=r"http://cp/x:1: neither an iPXE script.*<html>"):
         document_kind(b"<html>404</html>", "http://cp/x")
 
 

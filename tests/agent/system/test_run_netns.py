@@ -81,12 +81,22 @@ def test_dry_run_boots_the_script_and_reports_each_step(tmp_path: Path) -> None:
     assert all(event["identity"]["mac"] == "52:54:00:12:34:56" for event in events)
 
 
-def test_a_provisioning_plan_fails_clearly_and_is_reported(tmp_path: Path) -> None:
-    result, events = run_agent(tmp_path, b'{"version": 1, "actions": []}\n')
+def test_a_document_that_is_not_a_valid_plan_fails_naming_the_field(tmp_path: Path) -> None:
+    result, events = run_agent(tmp_path, b'{"ramboot-plan": 1, "actions": [{"action": "dd"}]}\n')
     assert result.returncode == 10
     assert "ramboot-agent FAILED" in result.stderr
-    assert "provisioning plans (JSON) are not supported" in result.stderr
+    assert "actions[0].action: 'dd' is not one of:" in result.stderr
     failure = [event for event in events if event["event"] == "failure"]
     assert len(failure) == 1
-    assert "provisioning plans" in failure[0]["details"]["reason"]
+    assert "actions[0].action" in failure[0]["details"]["reason"]
     assert failure[0]["details"]["log_tail"]
+    assert "plan-start" not in [event["event"] for event in events]
+
+
+def test_a_plan_runs_with_its_events_and_ends_as_it_asks(tmp_path: Path) -> None:
+    plan = b'{"ramboot-plan": 1, "actions": [{"action": "shell"}]}\n'
+    result, events = run_agent(tmp_path, plan)
+    assert result.returncode == 10, result.stderr
+    names = [event["event"] for event in events]
+    assert names[names.index("script-fetched"):] == [
+        "script-fetched", "plan-start", "action-start", "action-done", "plan-done", "shell"]

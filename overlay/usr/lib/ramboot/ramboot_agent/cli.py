@@ -16,6 +16,7 @@ from ramboot_agent.errors import AgentError
 SUBCOMMANDS = {
     "run": ("ramboot_agent.daemon", "boot-time mode: find instructions and carry them out"),
     "run-script": ("ramboot_agent.ipxe.command", "run an iPXE script (from a file or URL)"),
+    "run-plan": ("ramboot_agent.plan.command", "validate, describe or run a provisioning plan"),
     "identity": ("ramboot_agent.identity", "print this machine's identity variables"),
 }
 

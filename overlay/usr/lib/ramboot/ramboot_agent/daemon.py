@@ -1,14 +1,14 @@
 """`ramboot-agent run`: the boot-time flow.
 
 cmdline → logging → network → identity → reporter → instructions URL →
-fetch → interpret → boot; any failure → rescue (reason on the console, a
-`failure` event, then the rescue shell or a reboot per `ramboot.shell=`).
+fetch → interpret (an iPXE script) or run (a provisioning plan) → boot;
+any failure → rescue (reason on the console, a `failure` event, then the
+rescue shell or a reboot per `ramboot.shell=`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -79,22 +79,18 @@ def instructions_url(settings: Settings, lease: Lease | None, identity: dict[str
 
 
 def document_kind(data: bytes, url: str) -> str:
-    """"ipxe" for `#!ipxe` scripts; anything else is an error naming the URL."""
+    """"ipxe" for `#!ipxe` scripts, "plan" for JSON documents (provisioning
+    plans, validated when they run); anything else is an error naming the URL."""
+    from ramboot_agent.plan import is_plan  # noqa: PLC0415
+
     head = data.lstrip(b"\xef\xbb\xbf")  # tolerate a UTF-8 byte order mark
     if head.startswith(b"#!ipxe"):
         return "ipxe"
-    if head.lstrip().startswith(b"{"):
-        try:
-            json.loads(head)
-        except ValueError:
-            pass
-        else:
-            raise ConfigError(
-                f"{url}: provisioning plans (JSON) are not supported by this version of "
-                "ramboot-agent; serve an iPXE script (#!ipxe) instead"
-            )
+    if is_plan(head):
+        return "plan"
     first_line = head.split(b"\n", 1)[0][:60].decode("utf-8", errors="replace")
-    raise ScriptError(url, 1, f"not an iPXE script: expected '#!ipxe', found {first_line!r}")
+    raise ScriptError(url, 1, "neither an iPXE script ('#!ipxe') nor a provisioning plan "
+                      f"(JSON): found {first_line!r}")
 
 
 def script_settings(identity: dict[str, str], lease: Lease) -> Any:
@@ -115,6 +111,27 @@ def _uptime() -> float | None:
         return float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+class PlanStarter:
+    """Runs a plan the boot flow fetched, directly or by an iPXE script's `chain`."""
+
+    def __init__(self, reporter: Any, fetcher: Any, settings: Settings,
+                 runtime_dir: Path) -> None:
+        self.reporter = reporter
+        self.fetcher = fetcher
+        self.settings = settings
+        self.runtime_dir = runtime_dir
+
+    def __call__(self, data: bytes, url: str) -> Any:
+        from ramboot_agent.plan.context import Context  # noqa: PLC0415
+        from ramboot_agent.plan.runner import run_document  # noqa: PLC0415
+
+        ctx = Context(reporter=self.reporter, fetcher=self.fetcher, out=sys.stdout,
+                      runtime_dir=self.runtime_dir, base_url=url,
+                      dry_run=self.settings.dry_run, insecure=self.settings.insecure,
+                      settings=self.settings)
+        return run_document(data, url, ctx)
 
 
 class BootFlow:
@@ -173,7 +190,12 @@ class BootFlow:
             "script-fetched", url=url, bytes=fetched.size, sha256=fetched.sha256,
             seconds=round(fetched.seconds, 3),
         )
-        document_kind(data, url)
+        kind = document_kind(data, url)
+        download_dir = runtime_dir / "images"
+        download_dir.mkdir(parents=True, exist_ok=True)
+        plans = PlanStarter(reporter, fetcher, settings, runtime_dir)
+        if kind == "plan":
+            return self.finish(plans(data, fetched.final_url), url)
 
         from ramboot_agent.ipxe.interpreter import Interpreter  # noqa: PLC0415
         from ramboot_agent.kexec import BootSpec, Kexec  # noqa: PLC0415
@@ -184,11 +206,9 @@ class BootFlow:
             kexec.load(spec)
             kexec.execute()  # returns only in a dry run
 
-        download_dir = runtime_dir / "images"
-        download_dir.mkdir(parents=True, exist_ok=True)
         interpreter = Interpreter(
             script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,
-            download_dir=download_dir,
+            download_dir=download_dir, plan_runner=plans,
         )
         result = interpreter.run_text(data.decode("utf-8", errors="replace"), url)
         return self.finish(result.outcome, url)
@@ -200,6 +220,10 @@ class BootFlow:
         reporter = self.reporter
         if outcome is Outcome.BOOTED and self.settings.dry_run:
             log.info("dry run complete: nothing was booted")
+            reporter.close(5.0)
+            return rescue.EXIT_RESCUE if self.settings.shell == "after" else rescue.EXIT_DONE
+        if outcome is Outcome.COMPLETED:
+            log.info("%s: the plan is complete; the machine stays in the RAM system", url)
             reporter.close(5.0)
             return rescue.EXIT_RESCUE if self.settings.shell == "after" else rescue.EXIT_DONE
         if outcome is Outcome.SHELL:
@@ -232,6 +256,7 @@ def main(args: argparse.Namespace) -> int:
         settings, started, runtime_dir=args.runtime_dir, resolv_conf=args.resolv_conf
     )
     policy = None
+    details: dict[str, Any] = {}
     try:
         return flow.run()
     except BootError as error:
@@ -239,8 +264,10 @@ def main(args: argparse.Namespace) -> int:
         policy = "reboot" if settings.on_kexec_failure == "reboot" else None
     except AgentError as error:
         reason = f"{type(error).__name__}: {error}"
+        details = getattr(error, "details", {})
     except Exception as error:
         # A bug must still end in a reason on the console and a rescue shell.
         log.error("%s", "".join(traceback.format_exception(error)).rstrip())
         reason = f"internal error: {type(error).__name__}: {error}"
-    return rescue.fail(reason, flow.reporter, settings, fetcher=flow.fetcher, policy=policy)
+    return rescue.fail(reason, flow.reporter, settings, fetcher=flow.fetcher, policy=policy,
+                       details=details)

@@ -67,6 +67,7 @@ def fail(
     fetcher: FetcherLike | None = None,
     out: IO[str] | None = None,
     policy: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> int:
     """Show and report a failure, then act on `ramboot.shell=` (or `policy`).
 
@@ -79,7 +80,8 @@ def fail(
     events = _safely(lambda: reporter.recent(10), []) if reporter else []
     print(failure_box(reason, events, recent_log_lines(15)), file=out, flush=True)
     if reporter is not None:
-        _safely(lambda: reporter.emit("failure", reason=reason, log_tail=recent_log_lines(50)))
+        _safely(lambda: reporter.emit("failure", reason=reason, log_tail=recent_log_lines(50),
+                                             **(details or {})))
         _safely(lambda: reporter.close(5.0))
     policy = policy or ("reboot" if settings.shell == "never" else "shell")
     if policy == "reboot":

@@ -19,6 +19,7 @@ class Image:
     is_script: bool
     cmdline: str | None = None
     autofree: bool = False
+    is_plan: bool = False  # a provisioning plan (JSON), run by `chain`
     text: str | None = field(default=None, repr=False)  # script text, when a script
 
 
@@ -60,4 +61,5 @@ class ImageRegistry:
                     raise LookupError(f"initrd={name}: no such image")
                 found.append(image)
             return found
-        return [image for image in self._images if image is not kernel and not image.is_script]
+        return [image for image in self._images
+                if image is not kernel and not image.is_script and not image.is_plan]

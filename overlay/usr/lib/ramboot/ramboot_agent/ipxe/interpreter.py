@@ -31,6 +31,7 @@ from ramboot_agent.ipxe.parser import MAX_SCRIPT_CHARS, Line, Script, is_script,
 from ramboot_agent.ipxe.settings import SettingError, SettingsStore, parse_setting_name
 from ramboot_agent.ipxe.status import CommandFailed, Menu, Outcome, RunResult
 from ramboot_agent.kexec import BootSpec
+from ramboot_agent.plan.load import is_plan
 
 log = logging.getLogger("ramboot")
 
@@ -78,6 +79,7 @@ class Interpreter:
         download_dir: Path,
         sleep: Callable[[float], None] = time.sleep,
         cpu_flags: frozenset[str] | None = None,
+        plan_runner: Callable[[bytes, str], Outcome] | None = None,
     ) -> None:
         self.settings = settings
         self.fetcher = fetcher
@@ -87,6 +89,7 @@ class Interpreter:
         self.download_dir = download_dir
         self.sleep = sleep
         self.cpu_flags = cpu_flags
+        self.plan_runner = plan_runner
         self.images = ImageRegistry()
         self.menus: dict[str | None, Menu] = {}
         self.params: dict[str | None, list[tuple[str, str]]] = {}
@@ -276,15 +279,16 @@ class Interpreter:
         self.reporter.emit("fetch", url=url, bytes=fetched.size,
                            seconds=round(fetched.seconds, 3), sha256=fetched.sha256)
         with path.open("rb") as stream:
-            head = stream.read(8)
+            head = stream.read(64)
         text = None
+        plan = is_plan(head)
         if is_script(head):
             if fetched.size > MAX_SCRIPT_CHARS:
                 raise CommandFailed(f"{url}: script larger than {MAX_SCRIPT_CHARS} bytes")
             text = path.read_bytes().decode("utf-8", "replace")
             self.reporter.emit("script-fetched", url=url, bytes=fetched.size)
         image = Image(name or uri.image_name(url), url, path, fetched.size,
-                      text is not None, text=text)
+                      text is not None, text=text, is_plan=plan and text is None)
         self.images.register(image)
         return image
 
@@ -293,7 +297,9 @@ class Interpreter:
         return self.images.find(name_or_url) or self.download(name_or_url)
 
     def execute(self, image: Image, *, replace: bool = False) -> None:
-        """``chain``/``boot``: run a script, or boot a kernel (never returns)."""
+        """``chain``/``boot``: run a script or a plan, or boot a kernel (never returns)."""
+        if image.is_plan:
+            self.run_plan(image)
         if image.is_script:
             if replace:
                 self.replace_script(image)
@@ -313,6 +319,14 @@ class Interpreter:
         except BootError as error:
             raise CommandFailed(f"could not boot {image.name}: {error}") from None
         self.finish(Outcome.BOOTED, spec)
+
+    def run_plan(self, image: Image) -> None:
+        """A chained provisioning plan: it ends every script, however it ends."""
+        if self.plan_runner is None:
+            raise CommandFailed(f"{image.url}: provisioning plans cannot run here")
+        data = image.path.read_bytes()
+        outcome = self.plan_runner(data, image.url)
+        self.finish(outcome)
 
     def setting_name_ok(self, text: str) -> None:
         try:

@@ -14,6 +14,7 @@ class Outcome(enum.Enum):
     SHELL = "shell"
     REBOOT = "reboot"
     POWEROFF = "poweroff"
+    COMPLETED = "completed"  # a provisioning plan ran to its end without booting
 
 
 @dataclass(frozen=True)
