@@ -1,8 +1,8 @@
-"""`ramboot lint`: check iPXE scripts with the agent's own parser.
+"""`ramboot lint`: check iPXE scripts and provisioning plans with the agent's own code.
 
-There is one iPXE parser in the project, `ramboot_agent.ipxe` (the agent runs
-what it parses); linting with it means a script that lints is one the agent
-accepts.
+There is one iPXE parser and one plan validator in the project, both in the
+agent (`ramboot_agent.ipxe`, `ramboot_agent.plan`): linting with them means
+a script or plan that lints is one the agent accepts.
 """
 
 from __future__ import annotations
@@ -41,19 +41,43 @@ def lint_text(name: str, text: str) -> list[str]:
     return []
 
 
+def lint_plan(name: str, data: bytes) -> list[str]:
+    """Every problem the agent's validator finds in the plan `data`; [] when clean."""
+    from ramboot_agent.plan import PlanError, load_plan  # noqa: PLC0415
+
+    try:
+        load_plan(data, name)
+    except PlanError as error:
+        return list(error.problems)  # each names the file and the field
+    return []
+
+
+def lint_document(name: str, data: bytes) -> list[str]:
+    """A plan (a JSON object) or an iPXE script, told apart as the agent does."""
+    from ramboot_agent.plan import is_plan  # noqa: PLC0415
+
+    if is_plan(data):
+        return lint_plan(name, data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return [f"{name}: not UTF-8 (byte {error.start})"]
+    return lint_text(name, text)
+
+
 @click.command("lint")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path,
                                                                     dir_okay=False))
 def lint(files: tuple[Path, ...]) -> None:
-    """Check iPXE scripts FILES with the agent's parser; exit 1 on any problem."""
+    """Check iPXE scripts and plans FILES as the agent would; exit 1 on any problem."""
     problems = []
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            problems.append(f"{path}: cannot read: {error}")
+            data = path.read_bytes()
+        except OSError as error:
+            problems.append(f"{path}: cannot read: {error.strerror}")
             continue
-        problems += lint_text(str(path), text)
+        problems += lint_document(str(path), data)
     if problems:
-        raise RambootError("iPXE scripts do not lint:\n  " + "\n  ".join(problems))
-    click.echo(f"{len(files)} script(s) OK")
+        raise RambootError("these do not lint:\n  " + "\n  ".join(problems))
+    click.echo(f"{len(files)} file(s) OK")

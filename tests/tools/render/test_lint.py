@@ -25,7 +25,7 @@ def test_render_lints_and_rendered_scripts_pass(tmp_path: Path) -> None:
     assert len(scripts) == 10
     lint = CliRunner().invoke(cli, ["lint", *scripts])
     assert lint.exit_code == 0, lint.output
-    assert "10 script(s) OK" in lint.output
+    assert "10 file(s) OK" in lint.output
 
 
 def test_broken_script_names_file_and_line(tmp_path: Path) -> None:
@@ -34,3 +34,14 @@ def test_broken_script_names_file_and_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["lint", str(script)])
     assert result.exit_code != 0
     assert f"{script}:3" in str(result.exception), result.exception
+
+
+def test_plans_are_checked_with_the_agent_validator(tmp_path: Path, repo: Path) -> None:
+    good = sorted(str(p) for p in (repo / "examples" / "plans").glob("*.json"))
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"ramboot-plan": 1, "actions": [{"action": "kexec", "kernel": 5}]}')
+    assert CliRunner().invoke(cli, ["lint", *good]).exit_code == 0
+    result = CliRunner().invoke(cli, ["lint", *good, str(bad)])
+    assert result.exit_code != 0
+    assert f"{bad}: actions[0].kernel: must be an object, not a number" in \
+        str(result.exception)
