@@ -95,8 +95,10 @@ def _make_booter(really: bool) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ramboot_agent.ipxe.platform_settings import platform_settings  # noqa: PLC0415
+
     overrides = parse_sets(args.set)
-    identity = {"buildarch": buildarch(platform.machine())}
+    identity = {**platform_settings(None), "buildarch": buildarch(platform.machine())}
     try:
         settings = build_settings(identity, None, overrides)
     except SettingError as error:

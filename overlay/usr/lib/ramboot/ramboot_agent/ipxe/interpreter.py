@@ -118,6 +118,11 @@ class Interpreter:
         # Set by an uncaught `exit N` (N != 0), cleared by any other failure.
         self._exit_request: LocalBoot | None = None
         self.trusted_only = False  # imgtrust: boot only images imgverify checked
+        # iPXE's current working URI: the running script's (final) URL.
+        settings.define_dynamic("builtin", "cwuri",
+                                lambda: (self.current_url or "").encode(), "string")
+        settings.define_dynamic("builtin", "cwduri", lambda: uri.resolve(
+            self.current_url, ".").encode() if self.current_url else b"", "string")
 
     # --- entry points ------------------------------------------------------
 
