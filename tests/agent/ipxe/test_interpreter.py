@@ -59,9 +59,12 @@ def test_unknown_label_and_unknown_command(make_harness: Any,
 
 def test_exit_status(make_harness: Any, tmp_path: Path) -> None:
     harness = make_harness()
-    assert harness.run("#!ipxe\nexit\necho never\n").outcome is Outcome.EXITED
-    assert harness.run("#!ipxe\nexit 0\necho never\n").outcome is Outcome.EXITED
-    # exit N (N != 0) is "boot the next device" (Foreman's, netboot.xyz's local boot).
+    assert harness.run("#!ipxe\necho x\n").outcome is Outcome.EXITED
+    # exit is iPXE's return to the firmware, i.e. "boot the next device":
+    # exit 1 in Foreman's and netboot.xyz's local boot, plain exit in Sidero's.
+    assert harness.run("#!ipxe\nexit\necho never\n").outcome is Outcome.LOCALBOOT
+    assert harness.run("#!ipxe\nexit 0\necho never\n").outcome is Outcome.LOCALBOOT
+    harness = make_harness()
     result = harness.run("#!ipxe\necho x\nexit 2\necho never\n")
     assert result.outcome is Outcome.LOCALBOOT and harness.lines == ["x"]
     assert result.localboot is not None
@@ -79,8 +82,11 @@ def test_exit_status(make_harness: Any, tmp_path: Path) -> None:
     result = harness.run(f"#!ipxe\necho in\nchain {sub.as_uri()}\n")
     assert result.outcome is Outcome.LOCALBOOT and result.localboot is not None
     assert (result.localboot.url, result.localboot.line) == (sub.as_uri(), 2)
-    harness.run(f"#!ipxe\nchain {sub.as_uri()} || echo caught\necho on\n")
+    assert harness.run(f"#!ipxe\nchain {sub.as_uri()} || echo caught\necho on\n").outcome \
+        is Outcome.EXITED
     assert harness.lines[-2:] == ["caught", "on"]
+    sub.write_text("#!ipxe\nexit 0\n")  # a chained script's exit 0 only returns
+    assert harness.run(f"#!ipxe\nchain {sub.as_uri()}\necho back\n").outcome is Outcome.EXITED
     with pytest.raises(ScriptError, match="iseq"):
         harness.run(f"#!ipxe\nchain {sub.as_uri()} || echo caught\niseq a b\n")
 

@@ -116,10 +116,7 @@ def cmd_echo(ip: Interpreter, argv: list[str]) -> None:
 
 def cmd_exit(ip: Interpreter, argv: list[str]) -> None:
     _, args = getopt(argv, {}, 0, 1, "[<status>]")
-    status = parse_integer(args[0]) if args else 0
-    if status:
-        ip.request_exit(argv, status)
-    ip.exit_script()
+    ip.request_exit(argv, parse_integer(args[0]) if args else 0)
 
 
 def cmd_goto(ip: Interpreter, argv: list[str]) -> None:

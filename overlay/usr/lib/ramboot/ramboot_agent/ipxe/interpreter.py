@@ -11,9 +11,11 @@
 * A command the agent does not have is iPXE's "command not found": a
   failure ``||`` can catch, printed as iPXE prints it and logged as a warning
   naming the script and line.
-* ``exit N`` (N != 0) that no ``||`` catches, and ``sanboot`` of a local
-  drive, end the run with Outcome.LOCALBOOT: iPXE would hand the machine back
-  to its firmware (the next boot device) or boot the disk.
+* ``exit`` reaching the top (run by the top script, or ``exit N`` in a
+  chained one that no ``||`` catches), and ``sanboot`` of a local drive, end
+  the run with Outcome.LOCALBOOT: iPXE would hand the machine back to its
+  firmware (the next boot device) or boot the disk. A script that just ends
+  is Outcome.EXITED.
 
 Collaborators are passed in, so the same interpreter runs on the target
 (real fetcher, kexec booter) and on a workstation (dry-run booter).
@@ -115,7 +117,7 @@ class Interpreter:
         self._stop_script = False  # exit / chain --replace: stop this script
         self._replacement: Image | None = None
         self._failure: ScriptError | None = None
-        # Set by an uncaught `exit N` (N != 0), cleared by any other failure.
+        # Set by `exit`; cleared by any other failure and when a chain returns.
         self._exit_request: LocalBoot | None = None
         self.trusted_only = False  # imgtrust: boot only images imgverify checked
         # iPXE's current working URI: the running script's (final) URL.
@@ -143,14 +145,15 @@ class Interpreter:
         return self._run_top(image, script)
 
     def _run_top(self, image: Image, script: Script | None = None) -> RunResult:
+        self._exit_request, self._failure = None, None
         try:
             status = self.exec_script_image(image, script)
         except _Finished as finished:
             return finished.result
+        if self._exit_request is not None:
+            log.info("%s", self._exit_request.describe())
+            return RunResult(Outcome.LOCALBOOT, localboot=self._exit_request)
         if status != 0:
-            if self._exit_request is not None:
-                log.info("%s", self._exit_request.describe())
-                return RunResult(Outcome.LOCALBOOT, localboot=self._exit_request)
             if self._failure is not None:
                 raise self._failure
             raise ScriptError(image.url, None, f"script failed with status {status}")
@@ -244,6 +247,8 @@ class Interpreter:
             raise
         except AgentError as error:
             raise ScriptError(url, line.number, f"{argv[0]}: {error}") from error
+        if argv[0] != "exit":
+            self._exit_request = None  # the script went on: an earlier exit was handled
         return 0
 
     # --- services for commands ---------------------------------------------
@@ -263,13 +268,15 @@ class Interpreter:
         self._stop_script = True
 
     def request_exit(self, words: list[str], status: int) -> None:
-        """`exit N`, N != 0: ends this script; unless a caller's `||` catches
-        it, the run ends in LOCALBOOT (iPXE: back to the firmware)."""
+        """`exit [N]`: ends this script. Run by the top script, or N != 0 and
+        no caller's `||` catches it: the run ends in LOCALBOOT (iPXE returns
+        to the firmware, which boots its next device)."""
         frame = self.current
         self._exit_request = LocalBoot(frame.script.url, frame.line.number if frame.line
                                        else None, " ".join(words), status=status)
         self._stop_script = True
-        raise ExitRequested(f"script exited with status {status}", status)
+        if status:
+            raise ExitRequested(f"script exited with status {status}", status)
 
     def boot_local_drive(self, words: list[str], drive: int) -> None:
         """`sanboot` without a SAN URL: boot a local BIOS drive (never returns)."""
@@ -375,6 +382,7 @@ class Interpreter:
                 if self._exit_request is not None:  # it ran `exit N`: pass the request up
                     raise ExitRequested(message, status)
                 raise CommandFailed(message, status)
+            self._exit_request = None  # a chained script's `exit 0` only returns
             return
         if self.trusted_only and not image.trusted:
             raise CommandFailed(f"{image.name}: not trusted (imgtrust is on and no imgverify "
