@@ -392,6 +392,11 @@ def cmd_poweroff(ip: Interpreter, argv: list[str]) -> None:
     ip.finish(Outcome.POWEROFF)
 
 
+def cmd_shim(ip: Interpreter, argv: list[str]) -> None:
+    # iPXE's shim is a dummy command outside EFI; kexec needs no Secure Boot shim.
+    log.debug("shim: nothing to do (the agent boots kernels with kexec)")
+
+
 def cmd_cosmetic(ip: Interpreter, argv: list[str]) -> None:
     # Console colours and fonts: nothing to draw on a headless agent.
     log.debug("ignoring cosmetic command %s", argv[0])
@@ -505,6 +510,7 @@ COMMANDS: dict[str, Callable[[Interpreter, list[str]], None]] = {
     "shell": cmd_shell,
     "reboot": cmd_reboot,
     "poweroff": cmd_poweroff,
+    "shim": cmd_shim,
     "colour": cmd_cosmetic,
     "cpair": cmd_cosmetic,
     "console": cmd_cosmetic,
