@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 RESOLVE_TIMEOUT = 15.0
-_ECHO = {socket.AF_INET: (8, 0), socket.AF_INET6: (128, 129)}  # request, reply types
-_ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
+_ECHO: dict[int, tuple[int, int]] = {socket.AF_INET: (8, 0), socket.AF_INET6: (128, 129)}
+_ECHO_REPLY: dict[int, int] = {socket.AF_INET: 0, socket.AF_INET6: 129}
+IPV4 = int(socket.AF_INET)
 _IPPROTO_ICMPV6 = getattr(socket, "IPPROTO_ICMPV6", 58)
 
 
@@ -65,7 +66,7 @@ def resolve(name: str, *, timeout: float = RESOLVE_TIMEOUT,
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF

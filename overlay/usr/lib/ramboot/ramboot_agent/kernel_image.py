@@ -105,9 +105,9 @@ def _identify_plain(head: bytes) -> KernelFormat | None:
     if head[:4] == b"\x7fELF" and len(head) >= 0x14:
         little = head[5] == 1
         machine = struct.unpack_from("<H" if little else ">H", head, 0x12)[0]
-        arch = _ELF_MACHINES.get(machine)
-        if arch is not None:
-            return KernelFormat("ELF", arch, "ELF")
+        elf_arch = _ELF_MACHINES.get(machine)
+        if elf_arch is not None:
+            return KernelFormat("ELF", elf_arch, "ELF")
     return None
 
 

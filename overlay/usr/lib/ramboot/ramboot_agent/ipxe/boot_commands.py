@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DRIVE = 0x80  # iPXE's san_default_drive() on BIOS: the first hard disk
 
-_SANBOOT_OPTIONS = {
+SANBOOT_OPTIONS = {
     "drive": ("d", True), "no-describe": ("n", False), "keep": ("k", False),
     "filename": ("f", True), "extra": ("e", True), "label": ("l", True), "uuid": ("u", True),
 }
@@ -34,7 +34,7 @@ def _no_san(root_paths: list[str]) -> CommandFailed:
 
 
 def cmd_sanboot(ip: Interpreter, argv: list[str]) -> None:
-    options, args = getopt(argv, _SANBOOT_OPTIONS, 0, None, _USAGE)
+    options, args = getopt(argv, SANBOOT_OPTIONS, 0, None, _USAGE)
     drive = parse_integer(str(options["drive"])) if "drive" in options else DEFAULT_DRIVE
     if "uuid" in options:
         import uuid  # noqa: PLC0415

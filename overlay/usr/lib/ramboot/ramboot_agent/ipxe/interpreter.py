@@ -121,10 +121,8 @@ class Interpreter:
         self._exit_request: LocalBoot | None = None
         self.trusted_only = False  # imgtrust: boot only images imgverify checked
         # iPXE's current working URI: the running script's (final) URL.
-        settings.define_dynamic("builtin", "cwuri",
-                                lambda: (self.current_url or "").encode(), "string")
-        settings.define_dynamic("builtin", "cwduri", lambda: uri.resolve(
-            self.current_url, ".").encode() if self.current_url else b"", "string")
+        settings.define_dynamic("builtin", "cwuri", self._cwuri, "string")
+        settings.define_dynamic("builtin", "cwduri", self._cwduri, "string")
 
     # --- entry points ------------------------------------------------------
 
@@ -321,6 +319,12 @@ class Interpreter:
     def resolve(self, reference: str) -> str:
         base = self.frames[-1].script.url if self.frames else None
         return uri.resolve(base, reference)
+
+    def _cwuri(self) -> bytes:
+        return (self.current_url or "").encode()
+
+    def _cwduri(self) -> bytes:
+        return uri.resolve(self.current_url, ".").encode() if self.current_url else b""
 
     @property
     def current_url(self) -> str | None:

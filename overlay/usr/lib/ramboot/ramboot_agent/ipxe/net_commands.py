@@ -88,7 +88,7 @@ def cmd_nslookup(ip: Interpreter, argv: list[str]) -> None:
     except icmp.PingError as error:
         raise CommandFailed(str(error)) from None
     # iPXE stores the address with its own type unless the name gives one.
-    default_type = "ipv4" if family == icmp.socket.AF_INET else "ipv6"
+    default_type = "ipv4" if family == icmp.IPV4 else "ipv6"
     ip.store_setting(setting if parsed.type else f"{setting}:{default_type}", address)
 
 

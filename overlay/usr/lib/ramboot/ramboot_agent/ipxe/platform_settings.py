@@ -11,7 +11,6 @@ Everything is read below `root`, so tests can use a fixture tree.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -90,7 +89,7 @@ def netdev_settings(interface: str, *, root: Path = Path("/")) -> dict[str, str]
         return values
     driver = device / "driver"
     if driver.exists():
-        values["chip"] = os.path.basename(os.path.realpath(driver))
+        values["chip"] = driver.resolve().name
     found = _bus(device)
     if found is None:
         return values
