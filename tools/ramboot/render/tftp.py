@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ramboot.inventory import Host, Inventory
 from ramboot.render._writer import TreeWriter
+from ramboot.render.escape import word
 from ramboot.render.images import ImageSet
 from ramboot.render.templates import Templates
 
@@ -29,7 +30,7 @@ def rpi_cmdline(inventory: Inventory, host: Host) -> str:
         words.append(f"ramboot.report={host.report_url}")
     words += [f"ramboot.{key}={value}" for key, value in host.ramboot]
     words += host.kernel_args
-    return " ".join(words)
+    return " ".join(word(w) for w in words)
 
 
 def render(
