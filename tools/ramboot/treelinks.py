@@ -57,8 +57,8 @@ def check_link(links: Mapping[str, str], link: str, where: str) -> None:
     """Refuse `link` (one of `links`) unless it resolves inside its top-level directory."""
     target = links[link]
     if target.startswith("/") or "\x00" in target or not target:
-        raise RambootError(f"{where}{link}: symlink to {target!r}: only relative links "
-                           "inside the tree are allowed")
+        raise RambootError(f"{where}{link}: symlink to absolute path {target!r} is not "
+                           "allowed: only relative links inside the tree")
     resolved = resolve(links, link)
     top = link.split("/", 1)[0] if "/" in link else ""
     if resolved is None or (top and resolved != top and not resolved.startswith(f"{top}/")):
