@@ -12,7 +12,9 @@ renders a generated fleet (bench/render_bench.py's), then times on the same tree
   floor for any tool writing this tree from Python;
 - `ramboot deploy` into a new store, and again after one file changed (the
   common case: hardlinks for everything else);
-- `ramboot render` itself.
+- `ramboot render` itself;
+- the cost of checking live files before hardlinking them (the same deploy
+  with that check reduced to size + mode, which ramboot does not ship).
 
 Prints one table row per tool and the ratios; results go into bench/RESULTS.md.
 """
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from render_bench import fleet, make_images
 
 from ramboot.cli import cli
+from ramboot.deploy import store as store_module
 from ramboot.inventory import parse_inventory
 from ramboot.render.tree import render_tree
 
@@ -72,6 +75,11 @@ def bare_loop(source: Path, target: Path) -> None:
     bare_loop.seconds = time.perf_counter() - start  # type: ignore[attr-defined]
 
 
+def _stat_only(self: object, path: str, recorded: object) -> bool:
+    info = os.lstat(path)
+    return info.st_size == recorded.size  # type: ignore[attr-defined, no-any-return]
+
+
 def deploy(source: Path, root: Path) -> None:
     result = CliRunner().invoke(cli, ["deploy", str(source), "--root", str(root)],
                                 catch_exceptions=False)
@@ -100,6 +108,16 @@ def main() -> int:
         (work / "src/dhcp/dnsmasq.conf").write_text("# changed\n")
         timed("ramboot deploy (1 file changed)", lambda: deploy(work / "src", work / "store"),
               results)
+        # The cost of checking live files before sharing them: the same deploy
+        # with the content check replaced by size + mode only (not shipped).
+        (work / "src/dhcp/dnsmasq.conf").write_text("# changed again\n")
+        original = store_module._LiveFiles._is_intact
+        store_module._LiveFiles._is_intact = _stat_only  # type: ignore[method-assign]
+        try:
+            timed("  same, live files trusted on size+mode", lambda: deploy(
+                work / "src", work / "store"), results)
+        finally:
+            store_module._LiveFiles._is_intact = original  # type: ignore[method-assign]
         shutil.rmtree(work / "store", ignore_errors=True)
     print(f"{args.hosts} hosts, {entries} entries, in {args.dir or tempfile.gettempdir()}")
     print(f"{'what':36} {'seconds':>8} {'vs cp -a':>9} {'vs bare':>8}")

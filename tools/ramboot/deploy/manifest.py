@@ -26,6 +26,7 @@ MANIFEST_VERSION = 1
 MODES = (0o644, 0o755)
 _CHUNK = 1 << 20
 _HASH_THREADS = 4
+_HASH_BATCH = 256
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FIELDS = {"size", "mode", "sha256", "target"}
 
@@ -118,13 +119,16 @@ def hash_tree(
     base = f"{tree}/"
     files = [path for path, entry in manifest.items() if not entry.is_link]
 
-    def digest(path: str) -> str:
-        return file_sha256(base + path)
+    def digest(batch: list[str]) -> list[str]:
+        return [file_sha256(base + path) for path in batch]
 
     # Open/read/close of many small files mostly waits in the kernel (and
-    # hashlib drops the GIL for large buffers): a few threads overlap that.
+    # hashlib drops the GIL for large buffers): a few threads overlap that,
+    # in batches (one task per file would cost more than the hashing).
+    batches = [files[i:i + _HASH_BATCH] for i in range(0, len(files), _HASH_BATCH)]
     with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="ramboot-hash") as pool:
-        digests = dict(zip(files, pool.map(digest, files, chunksize=256), strict=True))
+        results = [digest for batch in pool.map(digest, batches) for digest in batch]
+    digests = dict(zip(files, results, strict=True))
     hashed: Manifest = {}
     for path, entry in manifest.items():
         if entry.is_link:

@@ -22,6 +22,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,6 +212,7 @@ class ReleaseStore:
     ) -> None:
         current = self.current() if live else None
         reuse = _LiveFiles(self.releases_dir / current if current else None, live)
+        reuse.prefetch(manifest)
         created: dict[str, int] = {}  # directory (relative) -> open descriptor
         root_fd = os.open(staging, _DIRECTORY)
         created[""] = root_fd
@@ -318,6 +320,26 @@ class _LiveFiles:
                     self.by_content.setdefault((entry.sha256, entry.mode), []).append(
                         (path, entry))
         self._verified: dict[tuple[int, int], str] = {}  # (dev, inode) -> sha256
+
+    def prefetch(self, wanted: Manifest) -> None:
+        """Hash, a few threads at a time, the first live candidate of each wanted content."""
+        paths = []
+        for entry in wanted.values():
+            candidates = self.by_content.get((entry.sha256, entry.mode))
+            if not entry.is_link and candidates:
+                paths.append(candidates[0][0])
+        paths = sorted(set(paths))
+        batches = [paths[i:i + 256] for i in range(0, len(paths), 256)]
+
+        def verify(batch: list[str]) -> None:
+            for path in batch:
+                with contextlib.suppress(OSError):
+                    info = os.lstat(self.base + path)
+                    if stat.S_ISREG(info.st_mode):
+                        self._verified[(info.st_dev, info.st_ino)] = file_sha256(self.base + path)
+
+        with ThreadPoolExecutor(4, thread_name_prefix="ramboot-verify") as pool:
+            list(pool.map(verify, batches))
 
     def matching(self, entry: Entry, report: StageReport) -> str | None:
         """A live file with `entry`'s content and mode, verified; None if there is none."""
