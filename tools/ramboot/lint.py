@@ -7,12 +7,17 @@ accepts.
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ramboot.errors import RambootError
+
+# The agent's parser refuses scripts over 1 Mi characters; a FIFO or a huge
+# file is refused before it is read.
+MAX_SCRIPT_BYTES = 4 << 20
 
 
 def _parser() -> Any:
@@ -49,6 +54,14 @@ def lint(files: tuple[Path, ...]) -> None:
     problems = []
     for path in files:
         try:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                problems.append(f"{path}: not a regular file")
+                continue
+            if info.st_size > MAX_SCRIPT_BYTES:
+                problems.append(f"{path}: {info.st_size} bytes, larger than an iPXE script "
+                                f"may be ({MAX_SCRIPT_BYTES})")
+                continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             problems.append(f"{path}: cannot read: {error}")

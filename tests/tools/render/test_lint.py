@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,15 @@ def test_broken_script_names_file_and_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["lint", str(script)])
     assert result.exit_code != 0
     assert f"{script}:3" in str(result.exception), result.exception
+
+
+def test_lint_refuses_a_fifo_and_a_huge_file_without_reading_them(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.ipxe"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.ipxe"
+    with huge.open("wb") as stream:
+        stream.truncate(5 << 20)
+    result = CliRunner().invoke(cli, ["lint", str(fifo), str(huge)])
+    assert result.exit_code == 1
+    assert f"{fifo}: not a regular file" in str(result.exception)
+    assert f"{huge}: 5242880 bytes, larger than" in str(result.exception)
