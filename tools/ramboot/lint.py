@@ -11,6 +11,7 @@ cannot carry out (SAN URLs, form POSTs, signature checks), with its line.
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ _CANNOT = {
     "login": "there is no console to log in at: it fails",
 }
 _EXPANSION = re.compile(r"\$\{")
+
+# The agent refuses scripts over 1 Mi characters and plans over 1 MiB; a
+# FIFO or a huge file is refused before it is read.
+MAX_SCRIPT_BYTES = 4 << 20
 
 
 def _parser() -> Any:
@@ -126,9 +131,17 @@ def lint(files: tuple[Path, ...]) -> None:
     problems = []
     for path in files:
         try:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                problems.append(f"{path}: not a regular file")
+                continue
+            if info.st_size > MAX_SCRIPT_BYTES:
+                problems.append(f"{path}: {info.st_size} bytes, larger than a script "
+                                f"may be ({MAX_SCRIPT_BYTES})")
+                continue
             data = path.read_bytes()
         except OSError as error:
-            problems.append(f"{path}: cannot read: {error.strerror}")
+            problems.append(f"{path}: cannot read: {error.strerror or error}")
             continue
         problems += lint_document(str(path), data)
     if problems:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,15 @@ def test_lint_passes_the_real_world_corpus_commands_it_has(tmp_path: Path) -> No
     line = warewulf.read_text().splitlines().index("failsafe:") + 1
     assert f"{warewulf}:{line}: 'failsafe:': the agent has no such command" in str(
         result.exception)
+
+
+def test_lint_refuses_a_fifo_and_a_huge_file_without_reading_them(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.ipxe"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.ipxe"
+    with huge.open("wb") as stream:
+        stream.truncate(5 << 20)
+    result = CliRunner().invoke(cli, ["lint", str(fifo), str(huge)])
+    assert result.exit_code == 1
+    assert f"{fifo}: not a regular file" in str(result.exception)
+    assert f"{huge}: 5242880 bytes, larger than" in str(result.exception)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ramboot.inventory import Host, Inventory
 from ramboot.render._writer import TreeWriter
+from ramboot.render.escape import word
 from ramboot.render.images import ImageSet
 from ramboot.render.templates import Templates
 
@@ -29,7 +30,7 @@ def rpi_cmdline(inventory: Inventory, host: Host) -> str:
         words.append(f"ramboot.report={host.report_url}")
     words += [f"ramboot.{key}={value}" for key, value in host.ramboot]
     words += host.kernel_args
-    return " ".join(words)
+    return " ".join(word(w) for w in words)
 
 
 def render(
@@ -47,7 +48,7 @@ def render(
     for name, source in sorted(shared.items()):
         writer.copy(f"tftp/{name}", source)
     if rpi.overlays is not None:
-        writer.copy_tree("tftp/overlays", rpi.overlays)
+        writer.copy_tree("tftp/overlays", rpi.overlays, images.root)
     links = sorted(shared) + (["overlays"] if rpi.overlays is not None else [])
 
     for host in inventory.hosts:
