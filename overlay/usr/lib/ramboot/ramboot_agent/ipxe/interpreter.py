@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from ramboot_agent.errors import AgentError, BootError, FetchError, ScriptError
+from ramboot_agent.fetch import release
 from ramboot_agent.ipxe import uri
 from ramboot_agent.ipxe.commands import COMMANDS
 from ramboot_agent.ipxe.expand import ExpansionError, expand
@@ -31,6 +33,7 @@ from ramboot_agent.ipxe.parser import MAX_SCRIPT_CHARS, Line, Script, is_script,
 from ramboot_agent.ipxe.settings import SettingError, SettingsStore, parse_setting_name
 from ramboot_agent.ipxe.status import CommandFailed, Menu, Outcome, RunResult
 from ramboot_agent.kexec import BootSpec
+from ramboot_agent.log import sanitise
 
 log = logging.getLogger("ramboot")
 
@@ -234,7 +237,7 @@ class Interpreter:
         raise _Finished(RunResult(outcome, boot))
 
     def print(self, text: str) -> None:
-        self.out.write(text)
+        self.out.write(sanitise(text, newlines=True))  # script output may carry DHCP text
         self.out.flush()
 
     def lookup_setting(self, text: str) -> str | None:
@@ -285,6 +288,8 @@ class Interpreter:
             self.reporter.emit("script-fetched", url=url, bytes=fetched.size)
         image = Image(name or uri.image_name(url), url, path, fetched.size,
                       text is not None, text=text)
+        if path.parent == dest:  # like iPXE's refcounted images: freed with the last user
+            weakref.finalize(image, release, path).atexit = False
         self.images.register(image)
         return image
 
