@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import random
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,28 @@ def test_headers_that_never_end_are_cut_at_the_deadline(sleeps: list[float]) -> 
     assert time.monotonic() - started < 3.0
 
 
+def test_a_tls_handshake_that_drips_is_cut_at_the_deadline(sleeps: list[float]) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    stopping = threading.Event()
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn:  # a handshake record of 16 KiB, sent one byte every 0.3 s
+            conn.sendall(b"\x16\x03\x03\x40\x00")
+            drip(conn, b"\0" * 100, every=0.3, stopping=stopping)
+
+    threading.Thread(target=serve_one, daemon=True).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchError, match="waiting for the server: gave up, the download"):
+            quick(sleeps, timeout=5.0).fetch_bytes(
+                f"https://127.0.0.1:{listener.getsockname()[1]}/x", max_size=10, deadline=1.5)
+        assert time.monotonic() - started < 2.5
+    finally:
+        stopping.set()
+        listener.close()
+
+
 def test_retries_and_back_off_stay_inside_the_deadline(sleeps: list[float]) -> None:
     with raw_http() as site:
         def busy(request: Request, conn: socket.socket) -> None:
@@ -76,6 +100,14 @@ def test_retries_and_back_off_stay_inside_the_deadline(sleeps: list[float]) -> N
         with pytest.raises(FetchError, match="HTTP 503 Busy: gave up, the download's 30 s"):
             quick(sleeps, retries=10).fetch_bytes(site.url("/busy"), max_size=10, deadline=30)
     assert sleeps == []  # a 50 s wait would overrun the 30 s deadline: not even started
+
+
+@pytest.fixture
+def reporters() -> Iterator[list[Reporter]]:
+    made: list[Reporter] = []
+    yield made
+    for reporter in made:
+        reporter.close(0)
 
 
 def test_the_report_servers_endless_reply_is_never_read(reporters: list[Reporter]) -> None:
@@ -115,12 +147,6 @@ def test_a_report_server_that_drips_its_status_line_costs_one_timeout(
         assert site.hits["/events"] >= 2
 
 
-@pytest.fixture
-def reporters() -> list[Reporter]:
-    made: list[Reporter] = []
-    yield made  # type: ignore[misc]
-    for reporter in made:
-        reporter.close(0)
 
 
 def test_a_tftp_server_dripping_blocks_is_cut_at_the_deadline(sleeps: list[float],
