@@ -66,7 +66,7 @@ def bridged_lab(tmp_path: Path, client_links: int) -> Iterator[Lab]:
 
 def bring_up(lab: Lab, cmdline: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return lab.client.run(
-        [sys.executable, "-m", "ramboot_agent.net", "--cmdline", cmdline,
+        [sys.executable, "-m", "ramboot_agent.net", "--force", "--cmdline", cmdline,
          "--runtime-dir", lab.workdir / "run", "--resolv-conf", lab.workdir / "resolv.conf",
          "--hook", HOOK],
         check=False, timeout=timeout, cwd=REPO,

@@ -62,7 +62,7 @@ def run_agent(tmp_path: Path, document: bytes, extra_cmdline: str = "") -> tuple
                  timeout=10, what="the HTTP server")
         env_path = "/usr/sbin:/usr/bin:/sbin:/bin"
         result = lab.client.run(
-            ["env", f"PATH={env_path}", sys.executable, "-m", "ramboot_agent", "run",
+            ["env", f"PATH={env_path}", sys.executable, "-m", "ramboot_agent", "run", "--force",
              "--cmdline", cmdline, "--no-kmsg", "--runtime-dir", tmp_path / "run",
              "--resolv-conf", tmp_path / "resolv.conf"],
             check=False, timeout=120, cwd=REPO,

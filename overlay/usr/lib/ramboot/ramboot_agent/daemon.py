@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 import traceback
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("ramboot")
 
 MAX_INSTRUCTIONS_SIZE = 1024 * 1024
+# Flows of this process: what their scripts still held when they ended (the kernel
+# of a failed kexec, say) stays on disk for the rescue shell; what they freed is gone.
+_FINISHED: list[BootFlow] = []
+EXIT_REFUSED = 2  # not the in-RAM system, and not --force: nothing was touched
+INSTRUCTIONS_DEADLINE = 300.0  # seconds for the instructions download, retries included
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-kmsg", action="store_true", help="do not copy log lines to /dev/kmsg",
+    )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="run even outside the in-RAM system: it takes over every Ethernet interface",
     )
     # For tests in network namespaces, which must not touch the host's files.
     parser.add_argument("--runtime-dir", type=Path, default=None, help=argparse.SUPPRESS)
@@ -95,16 +105,38 @@ def document_kind(data: bytes, url: str) -> str:
 
 def script_settings(identity: dict[str, str], lease: Lease) -> Any:
     """The settings a boot script starts with: what iPXE knows of the machine
-    (net0's device, memsize, version), identity, then every DHCP option."""
+    (net0's device, memsize, version), identity, then every DHCP option.
+
+    A value its setting's type cannot hold (a malformed MAC or UUID from the
+    firmware, an odd next-server) is left unset with a warning: it costs
+    that setting, not the boot.
+    """
     from ramboot_agent.ipxe.platform_settings import platform_settings  # noqa: PLC0415
     from ramboot_agent.ipxe.settings import SettingError, build_settings  # noqa: PLC0415
 
+    machine = {**platform_settings(lease.interface), **identity}
     extra = {"next-server": lease.next_server} if lease.next_server else {}
     if lease.boot_file:
         extra["filename"] = lease.boot_file
     try:
-        return build_settings({**platform_settings(lease.interface), **identity},
-                              lease.options, extra)
+        return build_settings(machine, lease.options, extra)
+    except SettingError:
+        pass  # find the values at fault, below
+
+    def usable(values: dict[str, str]) -> dict[str, str]:
+        kept = {}
+        for key, value in values.items():
+            try:
+                build_settings({key: value})
+            except SettingError as error:
+                log.warning("%s=%r cannot be a script setting (%s); left unset",
+                            key, value, error)
+            else:
+                kept[key] = value
+        return kept
+
+    try:
+        return build_settings(usable(machine), lease.options, usable(extra))
     except SettingError as error:
         raise ConfigError(f"DHCP lease of {lease.interface}: {error}") from None
 
@@ -150,6 +182,7 @@ class BootFlow:
         self.resolv_conf = resolv_conf
         self.reporter: Any = None
         self.fetcher: Any = None
+        self.interpreter: Any = None  # its images' files live as long as it does
 
     def run(self) -> int:
         """The flow proper; raises AgentError on any failure."""
@@ -187,7 +220,8 @@ class BootFlow:
         local = url == settings.url and url.lower().startswith("file:")
         self.fetcher = fetcher = Fetcher(insecure=settings.insecure, allow_file=local)
         log.info("instructions: %s", url)
-        fetched = fetcher.fetch_bytes(url, max_size=MAX_INSTRUCTIONS_SIZE)
+        fetched = fetcher.fetch_bytes(url, max_size=MAX_INSTRUCTIONS_SIZE,
+                                      deadline=INSTRUCTIONS_DEADLINE)
         data = fetched.data or b""
         reporter.emit(
             "script-fetched", url=url, bytes=fetched.size, sha256=fetched.sha256,
@@ -195,6 +229,8 @@ class BootFlow:
         )
         kind = document_kind(data, url)
         download_dir = runtime_dir / "images"
+        # Images of an earlier run in this boot are the agent's own, and take RAM.
+        shutil.rmtree(download_dir, ignore_errors=True)
         download_dir.mkdir(parents=True, exist_ok=True)
         plans = PlanStarter(reporter, fetcher, settings, runtime_dir)
         if kind == "plan":
@@ -209,7 +245,7 @@ class BootFlow:
             kexec.load(spec)
             kexec.execute()  # returns only in a dry run
 
-        interpreter = Interpreter(
+        self.interpreter = interpreter = Interpreter(
             script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,
             download_dir=download_dir, interface=lease.interface, plan_runner=plans,
         )
@@ -262,6 +298,12 @@ def boot_next_device(request: Any, reporter: Any) -> int:
 
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    from ramboot_agent.net import refuse_outside_ram_system  # noqa: PLC0415
+
+    refusal = refuse_outside_ram_system("ramboot-agent run", force=args.force)
+    if refusal:
+        print(f"ramboot-agent: {refusal}", file=sys.stderr)
+        return EXIT_REFUSED
     try:
         settings = load_cmdline(args.cmdline)
     except ConfigError as error:
@@ -276,6 +318,7 @@ def main(args: argparse.Namespace) -> int:
     flow = BootFlow(
         settings, started, runtime_dir=args.runtime_dir, resolv_conf=args.resolv_conf
     )
+    _FINISHED.append(flow)
     policy = None
     details: dict[str, Any] = {}
     try:

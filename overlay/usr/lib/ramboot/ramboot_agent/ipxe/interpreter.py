@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from ramboot_agent.errors import AgentError, BootError, FetchError, ScriptError
+from ramboot_agent.fetch import release
 from ramboot_agent.ipxe import uri
 from ramboot_agent.ipxe.command_table import COMMANDS
 from ramboot_agent.ipxe.expand import ExpansionError, expand
@@ -47,6 +49,7 @@ from ramboot_agent.ipxe.status import (
     RunResult,
 )
 from ramboot_agent.kexec import BootSpec
+from ramboot_agent.log import sanitise
 from ramboot_agent.plan.load import is_plan
 
 log = logging.getLogger("ramboot")
@@ -295,7 +298,7 @@ class Interpreter:
         raise _Finished(RunResult(outcome, boot))
 
     def print(self, text: str) -> None:
-        self.out.write(text)
+        self.out.write(sanitise(text, newlines=True))  # script output may carry DHCP text
         self.out.flush()
 
     def lookup_setting(self, text: str) -> str | None:
@@ -371,6 +374,8 @@ class Interpreter:
             self.reporter.emit("script-fetched", url=url, bytes=fetched.size)
         image = Image(name or uri.image_name(url), final_url, path, fetched.size,
                       text is not None, text=text, is_plan=plan and text is None)
+        if path.parent == dest:  # like iPXE's refcounted images: freed with the last user
+            weakref.finalize(image, release, path).atexit = False
         self.images.register(image)
         return image
 
