@@ -178,7 +178,7 @@ class _Deadline:
         return self.at - time.monotonic()
 
     def exceeded(self, shown: str, what: str) -> FetchError:
-        return FetchError(shown, f"{what}: gave up, the download's {self.seconds:g} s "
+        return FetchError(shown, f"{what}: gave up, the download's {self.seconds:.4g} s "
                           "limit was reached")
 
 
