@@ -50,6 +50,10 @@ IDENTITY_QUERY_KEYS = (
 )
 # Values iPXE expands without :uristring; it escapes the others.
 _VERBATIM_KEYS = frozenset({"mac", "ip", "uuid", "buildarch", "platform"})
+# Added after the identity: the agent asks for the machine's target (stage 2),
+# iPXE for the way into ramboot (stage 1, no `stage` key), so one endpoint can
+# never send a machine back into ramboot by mistake.
+STAGE_QUERY = "stage=agent"
 
 
 def identity_query(identity: dict[str, str]) -> str:
@@ -59,7 +63,8 @@ def identity_query(identity: dict[str, str]) -> str:
         text = identity.get(key, "")
         return text if key in _VERBATIM_KEYS else quote(text, safe="")
 
-    return "&".join(f"{key}={value(key)}" for key in IDENTITY_QUERY_KEYS)
+    pairs = [f"{key}={value(key)}" for key in IDENTITY_QUERY_KEYS]
+    return "&".join([*pairs, STAGE_QUERY])
 
 
 def instructions_url(settings: Settings, lease: Lease | None, identity: dict[str, str]) -> str:
