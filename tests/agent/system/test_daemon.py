@@ -78,6 +78,7 @@ def test_script_settings_have_identity_and_every_dhcp_option() -> None:
     assert store.get("224") == store.get("net0/224") == "http://192.0.2.1/boot.ipxe"
     assert store.get("net0/mac") == "52:54:00:12:34:56"
     assert store.get("ip") == "192.0.2.100"
+    assert store.get("ramboot-stage") == "agent"  # real iPXE leaves it unset: stage 1
 
 
 def test_a_lease_value_the_script_settings_cannot_hold_is_a_config_error() -> None:

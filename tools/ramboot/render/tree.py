@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ramboot import targets
 from ramboot.errors import RambootError
 from ramboot.inventory import Inventory
 from ramboot.render import bootconf, dnsmasq, http, kea, tftp
@@ -27,6 +28,7 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 ScriptCheck = Callable[[str, str], list[str]]
+PlanCheck = Callable[[str, bytes], list[str]]
 
 
 @dataclass
@@ -34,6 +36,7 @@ class RenderResult:
     out: Path
     warnings: list[str] = field(default_factory=list)
     scripts: dict[str, str] = field(default_factory=dict)
+    plans: dict[str, bytes] = field(default_factory=dict)
 
 
 def _exchange(a: Path, b: Path) -> None:
@@ -52,9 +55,17 @@ def render_tree(
     out: Path,
     templates_dir: Path | None = None,
     check_script: ScriptCheck | None = None,
+    *,
+    check_plan: PlanCheck | None = None,
 ) -> RenderResult:
-    """Render `inventory` into `out`; `check_script(path, text)` returns lint problems."""
+    """Render `inventory` into `out`; `check_script(path, text)` and `check_plan(path,
+    data)` return lint problems. Nothing is written when a host's stage 2 would boot
+    ramboot again."""
     images = find_images(images_dir, inventory)
+    problems = targets.fleet_problems(inventory, ramboot_digests=images.initramfs_digests(),
+                                      published=images.published())
+    if problems:
+        raise targets.TargetError(problems)
     templates = Templates(templates_dir)
     out = out.absolute()
     if out.exists() and not out.is_dir():
@@ -67,7 +78,8 @@ def render_tree(
         writer = TreeWriter(staging)
         try:
             tftp.render(inventory, images, writer, templates)
-            result.scripts = http.render(inventory, images, writer, templates)
+            documents = http.render(inventory, images, writer, templates)
+            result.scripts, result.plans = documents.scripts, documents.plans
             kea.render(inventory, writer)
             dnsmasq.render(inventory, writer, templates)
             if "rpi4" in inventory.families:
@@ -82,6 +94,16 @@ def render_tree(
             ]
             if problems:
                 raise RambootError("rendered iPXE scripts do not lint:\n  " + "\n  ".join(problems))
+        if check_plan is not None:
+            problems = [
+                f"host {documents.hosts[path]!r}: {problem}"
+                for path, data in sorted(result.plans.items())
+                for problem in check_plan(path, data)
+            ]
+            if problems:
+                raise RambootError(
+                    "rendered plans do not validate with this tree's agent (ramboot_agent.plan):"
+                    "\n  " + "\n  ".join(problems))
         if out.exists():
             _exchange(staging, out)  # staging now holds the previous tree
         else:

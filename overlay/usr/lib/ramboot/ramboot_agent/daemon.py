@@ -99,10 +99,16 @@ def document_kind(data: bytes, url: str) -> str:
 
 
 def script_settings(identity: dict[str, str], lease: Lease) -> Any:
-    """The settings a boot script starts with: identity, then every DHCP option."""
+    """The settings a boot script starts with: identity, then every DHCP option.
+
+    `ramboot-stage` is "agent" (unset in real iPXE): a stage-1 script, which boots
+    ramboot, refuses to run in ramboot (tools/ramboot/templates/ipxe/stage1.ipxe.j2).
+    """
     from ramboot_agent.ipxe.settings import SettingError, build_settings  # noqa: PLC0415
 
-    extra = {"next-server": lease.next_server} if lease.next_server else {}
+    extra = {"ramboot-stage": "agent"}
+    if lease.next_server:
+        extra["next-server"] = lease.next_server
     if lease.boot_file:
         extra["filename"] = lease.boot_file
     try:
