@@ -616,7 +616,7 @@ def _host(
     name = c.field(where, "name", data.get("name"), check_name, "host name")
     if name is not None:
         where = f"host {name!r}"
-    c.unknown_keys(data, _HOST_KEYS, where)
+    c.unknown_keys(data, _HOST_KEYS | {"url"}, where)  # an old `url`: its own message
     merged = {**defaults, **data}
     # ramboot.* keys merge key by key: a host adds to the defaults' keys.
     ramboot_defaults, ramboot_host = defaults.get("ramboot", {}), data.get("ramboot", {})

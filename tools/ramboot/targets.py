@@ -335,8 +335,8 @@ def _reboot_problems(inventory: Inventory, host: Host) -> list[str]:
     if host.family == "x86_64":
         if target.kind == "install" and not host.provisioned:
             return [f"{where}: stage 2 boots ramboot again: after installing it reboots "
-                    f"(method 'reboot'{_origin(target, ', ')}); the firmware netboots, stage 1 boots "
-                    "ramboot and the install starts over, forever. Use method = \"kexec\", "
+                    f"(method 'reboot'{_origin(target, ', ')}); the firmware netboots, "
+                    "stage 1 boots ramboot and the install starts over, forever. Use method = \"kexec\", "
                     "or set provisioned = true once it is installed"]
         return []
     order = inventory.eeprom.boot_order.lower().removeprefix("0x")
@@ -348,8 +348,8 @@ def _reboot_problems(inventory: Inventory, host: Host) -> list[str]:
     first_network = next((i for i, mode in enumerate(modes) if mode == PI_NETWORK_MODE), None)
     if first_network is not None and (first_disk is None or first_network < first_disk):
         return [f"{where}: stage 2 boots ramboot again: its localboot reboots (method "
-                f"'reboot'{_origin(target, ', ')}) but [eeprom] boot_order {inventory.eeprom.boot_order} "
-                "tries the network before the disk, so the board comes back into ramboot. "
+                f"'reboot'{_origin(target, ', ')}) but [eeprom] boot_order "
+                f"{inventory.eeprom.boot_order} tries the network before the disk, so the board comes back into ramboot. "
                 "Put the disk's boot mode first (e.g. 0xf21: SD card, then network) or use "
                 "method = \"kexec\""]
     return []
@@ -372,8 +372,8 @@ def fleet_problems(
             path = str(ref["url"] if isinstance(ref, dict) else ref)
             if "://" not in path and path not in published:
                 problems.append(
-                    f"host {host.name!r}: kexec target{_origin(host.target)}: {path!r} is not under "
-                    f"http/images/ (available: {', '.join(sorted(published)) or 'nothing'})")
+                    f"host {host.name!r}: kexec target{_origin(host.target)}: {path!r} is "
+                    f"not under http/images/ (available: {', '.join(sorted(published)) or 'nothing'})")
     return problems
 
 
