@@ -336,8 +336,8 @@ def _reboot_problems(inventory: Inventory, host: Host) -> list[str]:
         if target.kind == "install" and not host.provisioned:
             return [f"{where}: stage 2 boots ramboot again: after installing it reboots "
                     f"(method 'reboot'{_origin(target, ', ')}); the firmware netboots, "
-                    "stage 1 boots ramboot and the install starts over, forever. Use method = \"kexec\", "
-                    "or set provisioned = true once it is installed"]
+                    "stage 1 boots ramboot and the install starts over, forever. Use "
+                    "method = \"kexec\", or set provisioned = true once it is installed"]
         return []
     order = inventory.eeprom.boot_order.lower().removeprefix("0x")
     modes = [int(nibble, 16) for nibble in reversed(order)]  # tried lowest nibble first
@@ -349,9 +349,9 @@ def _reboot_problems(inventory: Inventory, host: Host) -> list[str]:
     if first_network is not None and (first_disk is None or first_network < first_disk):
         return [f"{where}: stage 2 boots ramboot again: its localboot reboots (method "
                 f"'reboot'{_origin(target, ', ')}) but [eeprom] boot_order "
-                f"{inventory.eeprom.boot_order} tries the network before the disk, so the board comes back into ramboot. "
-                "Put the disk's boot mode first (e.g. 0xf21: SD card, then network) or use "
-                "method = \"kexec\""]
+                f"{inventory.eeprom.boot_order} tries the network before the disk, so the "
+                "board comes back into ramboot. Put the disk's boot mode first (e.g. 0xf21: "
+                "SD card, then network) or use method = \"kexec\""]
     return []
 
 
@@ -373,7 +373,8 @@ def fleet_problems(
             if "://" not in path and path not in published:
                 problems.append(
                     f"host {host.name!r}: kexec target{_origin(host.target)}: {path!r} is "
-                    f"not under http/images/ (available: {', '.join(sorted(published)) or 'nothing'})")
+                    f"not under http/images/ (available: "
+                    f"{', '.join(sorted(published)) or 'nothing'})")
     return problems
 
 
