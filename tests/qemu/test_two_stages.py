@@ -67,11 +67,15 @@ console = ["{console}"]
 ramboot = {{ debug = 1 }}
 
 [hosts.target]
-kind = "kexec"
+{target}
+"""
+KEXEC_TARGET = """kind = "kexec"
 kernel = "{family}/{kernel}"
 initrds = [{{ url = "{base}/second/second-stage.cpio.gz", digest = "sha256:{digest}" }}]
 cmdline = "console={console} quiet rb.target={name}"
 """
+RESCUE_TARGET = 'kind = "rescue"'
+RESCUE_BANNER = "ramboot rescue shell ("
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,8 @@ X86 = Machine("srv-two", "x86_64", "x86_64", "ttyS0", "qemu-system-x86_64")
 PI = Machine("pi-two", "rpi4", "aarch64", "ttyAMA0", "qemu-system-aarch64")
 
 
-def render(machine: Machine, images: ImageSet, tmp_path: Path) -> tuple[Path, Any]:
+def render(machine: Machine, images: ImageSet, tmp_path: Path,
+           target: str = KEXEC_TARGET) -> tuple[Path, Any]:
     """Render a one-host fleet for `machine` into tmp_path/out; returns (out, inventory)."""
     given = tmp_path / "images"
     board = given / machine.family
@@ -100,10 +105,10 @@ def render(machine: Machine, images: ImageSet, tmp_path: Path) -> tuple[Path, An
             (board / name).write_bytes(b"not used by QEMU virt\n")
     digest = hashlib.sha256(images.second_stage.read_bytes()).hexdigest()
     identity = 'serial = "c0ffee42"' if machine.family == "rpi4" else ""
-    text = INVENTORY.format(server=SERVER_IP, base=BASE, report_port=REPORT_PORT,
-                            name=machine.name, family=machine.family, identity=identity,
-                            mac=GUEST_MAC, console=machine.console, kernel=kernel,
-                            digest=digest)
+    values = {"server": SERVER_IP, "base": BASE, "report_port": REPORT_PORT,
+              "name": machine.name, "family": machine.family, "identity": identity,
+              "mac": GUEST_MAC, "console": machine.console, "kernel": kernel, "digest": digest}
+    text = INVENTORY.format(**values, target=target.format(**values))
     path = tmp_path / "fleet.toml"
     path.write_text(text)
     inventory = load_inventory(path)
@@ -170,11 +175,41 @@ def test_x86_64_ipxe_stage1_into_ramboot_then_stage2_kexec(tmp_path: Path) -> No
     assert "plan-start" in names and names[-1] in ("boot", "plan-done", "action-done"), names
 
 
+def test_x86_64_rescue_target_stays_in_ramboot_with_a_shell(tmp_path: Path) -> None:
+    """The example fleet's rescue host: stage 1 into ramboot, stage 2 a shell, no more."""
+    require_netns("kea-dhcp4")
+    require_qemu(X86.system)
+    lkrn = require_ipxe_lkrn()
+    images = image_set_or_fail(X86.images)
+    out, _ = render(X86, images, tmp_path, target=RESCUE_TARGET)
+    http_log, events_log = tmp_path / "http.jsonl", tmp_path / "events.jsonl"
+    with tap_lab() as lab:
+        start_kea(lab.ns, kea_for_test(out / "dhcp/kea-dhcp4.json", tmp_path), tmp_path)
+        start_httpd(lab.ns, bind=SERVER_IP, port=HTTP_PORT, root=out / "http",
+                    log_path=http_log)
+        start_collector(lab.ns, bind=SERVER_IP, port=REPORT_PORT, log_path=events_log)
+        tap = lab.add_tap()
+        argv = x86_64_argv(kernel=lkrn, initrd=RAMBOOT_IPXE, memory_mb=1024, extra=[
+            "-smp", "1", *sercon_argv(tmp_path),
+            *tap_nic_argv(tap, mac=GUEST_MAC, model="virtio-net-pci")])
+        with Qemu(argv, log_path=tmp_path / "console.log", namespace=lab.ns) as vm:
+            vm.expect_exact(RESCUE_BANNER, timeout=300)
+            shell = vm.shell()
+            lines = shell.run_check("cat /proc/cmdline")
+    assert "ramboot.report=http://192.0.2.1:8081/events" in " ".join(lines)
+    seen = assert_stages_apart(http_log, X86)
+    assert [path for path, _ in seen] == [
+        f"/stage1/{X86.name}.ipxe", "/images/x86_64/bzImage", "/images/x86_64/rootfs.cpio.gz",
+        f"/stage2/{X86.name}.json"]
+    names = [e["event"] for e in events(events_log)]
+    assert "plan-start" in names and "shell" in names, names
+
+
 def test_aarch64_pi_agent_path_stage2_then_kexec(tmp_path: Path) -> None:
     require_netns("kea-dhcp4")
     require_qemu(PI.system)
     images = image_set_or_fail(PI.images)
-    out, inventory = render(PI, images, tmp_path)
+    out, _ = render(PI, images, tmp_path)
     cmdline = (out / "tftp" / "c0ffee42" / "cmdline.txt").read_text().strip()
     assert f"ramboot.url={BASE}/stage2/{PI.name}.json" in cmdline.split()
     http_log, events_log = tmp_path / "http.jsonl", tmp_path / "events.jsonl"
