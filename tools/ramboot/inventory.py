@@ -7,6 +7,7 @@ section or host, and the field, so one run tells the operator everything to fix.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -92,6 +93,10 @@ class Target:
 
     def get(self, key: str, default: Any = None) -> Any:
         return next((value for name, value in self.options if name == key), default)
+
+    def __hash__(self) -> int:  # options hold JSON tables (dicts): hash their text
+        return hash((self.kind, json.dumps(self.options, sort_keys=True), self.where,
+                     self.description))
 
 
 @dataclass(frozen=True)
