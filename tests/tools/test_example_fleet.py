@@ -50,6 +50,7 @@ def test_the_example_has_the_four_machines(fleet: Inventory) -> None:
     kinds = {(h.name, h.family, h.target.kind) for h in fleet.hosts}
     assert kinds == {("pi-01", "rpi4", "install"), ("pi-02", "rpi4", "netroot"),
                      ("srv-01", "x86_64", "install"), ("srv-02", "x86_64", "rescue")}
+    assert len(set(fleet.hosts)) == 4  # hosts (and their targets) hash: serve may key on them
     assert targets.fleet_problems(fleet, ramboot_digests={}, published={
         "rpi4/Image", "rpi4/rootfs.cpio.gz", "x86_64/bzImage", "x86_64/rootfs.cpio.gz"}) == []
 

@@ -612,7 +612,7 @@ def _check_agent_args(c: _Collector, where: str, key: str, words: tuple[str, ...
 
 def _host(
     c: _Collector, index: int, raw: object, *, defaults: dict[str, Any],
-    profiles: Mapping[str, Profile], servers: Servers,
+    profiles: Mapping[str, Profile], servers: Servers, broken_profiles: set[str],
 ) -> Host | None:
     where = f"host #{index + 1}"
     data = c.table(raw, where)
@@ -655,7 +655,8 @@ def _host(
     if ip and not macs:
         c.add(where, "ip: a reserved address needs at least one MAC")
 
-    target, profile = _host_target(c, where, data, merged, profiles)
+    target, profile = _host_target(c, where, data, merged, profiles=profiles,
+                                   broken=broken_profiles)
     provisioned = c.field(where, "provisioned", data.get("provisioned", False), _check_bool)
 
     consoles = c.strings(where, "console", merged["console"], check_arg) \
@@ -682,8 +683,8 @@ def _host(
 
 
 def _host_target(
-    c: _Collector, where: str, data: dict[str, Any], merged: dict[str, Any],
-    profiles: Mapping[str, Profile],
+    c: _Collector, where: str, data: dict[str, Any], merged: dict[str, Any], *,
+    profiles: Mapping[str, Profile], broken: set[str],
 ) -> tuple[Target | None, str | None]:
     """The host's own `target`, or its profile's (the host's, else [defaults]')."""
     if "url" in data:
@@ -701,6 +702,8 @@ def _host_target(
     if profile is None:
         c.add(where, "target: missing (give 'target' or 'profile', here or in [defaults])")
         return None, None
+    if profile in broken:
+        return None, None  # its own problems are reported already
     if profile not in profiles:
         known = ", ".join(sorted(profiles)) or "none defined"
         c.add(where, f"profile: {profile!r} is not defined (profiles: {known})")
@@ -744,6 +747,9 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     network = _network(c, raw.get("network"))
     eeprom = _eeprom(c, raw.get("eeprom"))
     profiles = _profiles(c, raw.get("profiles"))
+    raw_profiles = raw.get("profiles")
+    broken_profiles = set(raw_profiles) - set(profiles) if isinstance(raw_profiles, dict) \
+        else set()
 
     hosts_raw = raw.get("hosts", [])
     if not isinstance(hosts_raw, list):
@@ -753,6 +759,7 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         host for index, item in enumerate(hosts_raw)
         if (host := _host(
             c, index, item, defaults=defaults, profiles=profiles, servers=servers,
+            broken_profiles=broken_profiles,
         )) is not None
     ]
     _duplicates(c, hosts)

@@ -219,3 +219,5 @@ def test_old_inventory_gets_told_what_to_change() -> None:
     assert any(p.startswith("fleet.toml: host 'pi-08': url: the old instructions URL") and
                'target = { kind = "script", url = "..." }' in p for p in found), found
     assert all("docs/tools-render.md" in p for p in found if "old" in p)
+    # A host of an old profile is not told the profile is missing: it is there, old.
+    assert not any("is not defined" in p for p in found), found
