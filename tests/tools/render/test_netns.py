@@ -201,3 +201,21 @@ def test_each_stage_gets_its_own_url(tmp_path: Path, server: str) -> None:
     # The files they name are what render wrote for each stage.
     assert (out / "http/stage1/srv-01.ipxe").read_text().startswith("#!ipxe")
     assert (out / "http/stage2/srv-01.json").read_text().startswith('{\n  "ramboot-plan": 1')
+
+
+@pytest.mark.parametrize("server", ["kea", "dnsmasq"])
+def test_a_pis_agent_gets_its_stage2_from_dhcp_too(tmp_path: Path, server: str) -> None:
+    """A Pi's cmdline.txt names its stage 2; the agent's lease names the same one."""
+    netlab.require_netns("kea-dhcp4" if server == "kea" else "dnsmasq", "udhcpc")
+    out = _render(tmp_path, tftp_root=tmp_path / "out" / "tftp")
+    with netlab.veth_lab(client_mac="dc:a6:32:00:00:01") as lab:
+        if server == "kea":
+            netlab.start_kea(lab.server, _kea_dict(out / "dhcp/kea-dhcp4.json", tmp_path),
+                             tmp_path)
+        else:
+            netlab.start_dnsmasq(lab.server, lab.server_if, tmp_path,
+                                 [f"--conf-file={out / 'dhcp/dnsmasq.conf'}"])
+        agent = _agent_lease(lab, tmp_path)
+    url = bytes.fromhex(str(agent["options"]["224"])).decode()  # type: ignore[index]
+    assert url == "http://192.0.2.1/ramboot/stage2/pi-01.json"
+    assert f"ramboot.url={url}" in (out / "tftp/1a2b3c4d/cmdline.txt").read_text().split()
