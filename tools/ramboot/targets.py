@@ -27,6 +27,7 @@ from typing import Any
 
 from ramboot.errors import RambootError
 from ramboot.inventory import FAMILIES, Host, Inventory, Target
+from ramboot.render.escape import word
 
 IPXE_CONTENT_TYPE = "text/plain; charset=utf-8"
 PLAN_CONTENT_TYPE = "application/json"
@@ -176,7 +177,7 @@ def pi_cmdline(inventory: Inventory, host: Host) -> str:
     """
     words = [f"console={console}" for console in host.consoles]
     words.append(f"ramboot.url={stage2_url(inventory, host)}")
-    return " ".join([*words, *ramboot_args(host)[len(host.consoles):]])
+    return " ".join(word(w) for w in [*words, *ramboot_args(host)[len(host.consoles):]])
 
 
 def pi_boot_files(

@@ -14,6 +14,8 @@ from ramboot.render.tree import RenderResult, render_tree
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = Path(__file__).parent / "golden"
 FLEET = FIXTURES / "fleet.toml"
+# Only targets whose plan actions the agent has today: renders with validation.
+LANDED = FIXTURES / "landed.toml"
 
 IMAGE_FILES = (
     "rpi4/Image", "rpi4/rootfs.cpio.gz", "rpi4/bcm2711-rpi-4-b.dtb",
@@ -65,3 +67,10 @@ def kea_for_test(path: Path, workdir: Path) -> dict[str, Any]:
         "output_options": [{"output": str(workdir / "kea.log")}],
     }]
     return config
+
+
+def render_text(text: str, images: Path, out: Path, workdir: Path) -> RenderResult:
+    """Render the inventory `text` (written to workdir/fleet.toml) into `out`."""
+    inventory = workdir / "fleet.toml"
+    inventory.write_text(text)
+    return render_fleet(images, out, inventory)

@@ -9,7 +9,7 @@
     http/mac/<aa-bb-..>.ipxe   chains to the host's stage 1, for iPXE setups that use
                                ${net0/mac:hexhyp}
 
-What each document holds is decided by ramboot.targets; this module only writes it.
+What each document holds is decided by `ramboot/targets.py`; this module only writes it.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def render(
     for name, source in sorted(shared.items()):
         writer.copy(f"tftp/{name}", source)
     if rpi.overlays is not None:
-        writer.copy_tree("tftp/overlays", rpi.overlays)
+        writer.copy_tree("tftp/overlays", rpi.overlays, images.root)
     links = sorted(shared) + (["overlays"] if rpi.overlays is not None else [])
 
     for host in inventory.hosts:
