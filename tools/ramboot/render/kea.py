@@ -38,8 +38,8 @@ def _stage_classes(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
     class a reservation assigns ranks above a tested class, so neither can tell the
     two stages apart. Two classes per host, tested on the MAC, can (Kea 2.7's
     per-class option data in reservations would need one). Kea evaluates every
-    class for every packet: about 15 ms per packet at 10,000 hosts, measured with
-    Kea 2.2 (docs/tools-render.md).
+    class for every packet: 15-20 ms per packet at 10,000 hosts with Kea 2.2
+    (bench/kea_stage_classes.py, bench/RESULTS.md).
     """
     macs = " or ".join(f"pkt4.mac == 0x{mac.replace(':', '')}" for mac in host.macs)
     classes = [
