@@ -35,8 +35,7 @@ HOST_FIELDS = ("name", "serial", "macs", "url", "report_url", "kernel_args", "co
                "ramboot", "model", "ip")
 SECTION_FIELDS = (("servers", "http_base"), ("servers", "dhcp_interface"),
                   ("servers", "tftp_root"), ("servers", "report_url"),
-                  ("network", "domain"), ("profiles.rescue", "kernel"),
-                  ("profiles.rescue", "args"))
+                  ("network", "domain"), ("profiles.rescue", "description"))
 
 
 def _toml_string(value: str) -> str:
@@ -51,8 +50,9 @@ def _host(field: str, value: str) -> str:
         text = f"[{text}]"
     elif field == "ramboot":
         text = f"{{ debug = {text} }}"
-    if field == "url":
+    if field == "url":  # a target's URL: the one a host names itself
         fields.pop("profile")
+        field, text = "target", f'{{ kind = "script", url = {text} }}'
     fields[field] = text
     return "".join(f"{key} = {val}\n" for key, val in fields.items())
 
@@ -69,7 +69,7 @@ def _accepted_lines_are_clean(text: str, workdir: Path) -> None:
     try:
         render_text(text, images, out, workdir)
     except RambootError:
-        return  # e.g. a profile path not under images: a clean refusal
+        return  # e.g. a kexec path not under images: a clean refusal
     outside = {p.name for p in (workdir / "out").iterdir()}
     assert outside == {"tree"}, outside
     for path in out.rglob("*"):

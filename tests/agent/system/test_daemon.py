@@ -33,7 +33,7 @@ IDENTITY = {
 QUERY = (
     "mac=52:54:00:12:34:56&ip=192.0.2.100&uuid=4c4c4544-0042&serial=SN%2042%2Fa%26b"
     "&manufacturer=Dell%20Inc.&product=PowerEdge%20R650&asset=&hostname=node-1"
-    "&buildarch=x86_64&platform=efi"
+    "&buildarch=x86_64&platform=efi&stage=agent"
 )
 
 
@@ -47,12 +47,14 @@ def test_option_224_gets_the_identity_query_the_embedded_ipxe_script_sends() -> 
     lease = Lease(interface="eth0", mac="", ip="192.0.2.9", prefix_len=24,
                   options={224: b"http://cp/boot?site=lab"})
     assert instructions_url(Settings(), lease, IDENTITY) == f"http://cp/boot?site=lab&{QUERY}"
-    # Same keys, same order as board/common/ipxe/ramboot.ipxe.
+    # Same keys, same order as board/common/ipxe/ramboot.ipxe, then the stage:
+    # iPXE (stage 1) sends none, the agent asks for stage 2.
     script = (REPO / "board/common/ipxe/ramboot.ipxe").read_text()
     sent = script.split("set rb-url ${224}?", 1)[1].split("\n", 1)[0]
-    assert [pair.split("=")[0] for pair in sent.split("&")] == [
+    assert [pair.split("=")[0] for pair in sent.split("&")] + ["stage"] == [
         pair.split("=")[0] for pair in QUERY.split("&")
     ]
+    assert QUERY.endswith("&stage=agent")
 
 
 def test_no_instructions_is_a_config_error() -> None:
@@ -76,6 +78,7 @@ def test_script_settings_have_identity_and_every_dhcp_option() -> None:
     assert store.get("224") == store.get("net0/224") == "http://192.0.2.1/boot.ipxe"
     assert store.get("net0/mac") == "52:54:00:12:34:56"
     assert store.get("ip") == "192.0.2.100"
+    assert store.get("ramboot-stage") == "agent"  # real iPXE leaves it unset: stage 1
 
 
 def test_a_value_the_script_settings_cannot_hold_costs_that_setting(

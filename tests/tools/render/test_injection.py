@@ -14,7 +14,7 @@ import pytest
 from ramboot.errors import RambootError
 from ramboot.inventory import parse_inventory
 from ramboot.render import escape
-from tests.tools.render.helpers import FLEET, make_images, render_fleet, render_text
+from tests.tools.render.helpers import FLEET, make_images, render_fleet
 from tests.tools.render.test_inventory import HEADER, PI, X86, problems
 
 
@@ -43,7 +43,7 @@ def test_host_identifiers_with_a_separator_are_refused(
 
 @pytest.mark.parametrize("tail", TAILS)
 @pytest.mark.parametrize("line", [
-    'url = "http://192.0.2.1/x.ipxe@@"',
+    'target = { kind = "script", url = "http://192.0.2.1/x.ipxe@@" }',
     'report_url = "http://192.0.2.1/events@@"',
     'kernel_args = ["quiet@@"]',
     'console = ["ttyS0,115200@@"]',
@@ -51,7 +51,7 @@ def test_host_identifiers_with_a_separator_are_refused(
 ])
 def test_host_values_with_a_separator_are_refused(line: str, tail: str) -> None:
     rendered = re.sub(r'"([^"]*)@@"', lambda m: _toml(m.group(1) + tail), line)
-    host = PI.replace('profile = "rescue"\n', "") if line.startswith("url") else PI
+    host = PI.replace('profile = "rescue"\n', "") if line.startswith("target") else PI
     assert problems([host + rendered + "\n"]), rendered
 
 
@@ -96,9 +96,9 @@ def test_server_values_are_checked_for_their_format(line: str, message: str) -> 
     "http://192.0.2.1:port/x", "http://192.0.2.1/%zz",
 ])
 def test_urls_are_rfc3986_characters_only(url: str) -> None:
-    host = PI.replace('profile = "rescue"', f"url = {_toml(url)}")
+    host = PI.replace('profile = "rescue"', f'target = {{ kind = "plan", url = {_toml(url)} }}')
     found = problems([host])
-    assert any(p.startswith("fleet.toml: host 'pi-07': url: ") for p in found), found
+    assert any(p.startswith("fleet.toml: host 'pi-07': target: url: ") for p in found), found
 
 
 @pytest.mark.parametrize("word", ["||", "&&", ";", "#comment", "caf\u00e9", "a'b"])
@@ -118,36 +118,18 @@ def test_the_cm4s_model_is_accepted_with_its_dtb() -> None:
      "fleet.toml: host 'pi-07': kernel_args: ramboot.debug is already set by ramboot on the "
      "Pi's cmdline.txt"),
     (PI + 'kernel_args = ["ramboot.url=http://192.0.2.1/x"]\n',
-     "fleet.toml: host 'pi-07': kernel_args: ramboot.url is already set by url"),
+     "fleet.toml: host 'pi-07': kernel_args: ramboot.url is already set by target"),
     (PI + 'kernel_args = ["ramboot.dry-run", "ramboot.dry_run=0"]\n',
      "fleet.toml: host 'pi-07': kernel_args: ramboot.dry_run is already set by kernel_args"),
     (X86 + 'report_url = "http://192.0.2.1/e"\nkernel_args = ["ramboot.report=http://x/"]\n',
      "fleet.toml: host 'srv-01': kernel_args: ramboot.report is already set by report_url on "
-     "the command line of profile 'rescue'"),
+     "the stage 1 kernel command line"),
 ])
 def test_a_ramboot_key_twice_on_a_composed_command_line_is_an_error(
     host: str, expected: str
 ) -> None:
     found = problems([host])
     assert any(problem.startswith(expected) for problem in found), found
-
-
-def test_profile_words_overridden_by_the_host_table_are_left_out(tmp_path: Path) -> None:
-    header = HEADER + 'args = ["ramboot.shell=before", "ramboot.debug=2"]\n'
-    text = header + f"\n[[hosts]]\n{X86}ramboot = {{ shell = \"never\" }}\n"
-    render_text(text, make_images(tmp_path / "images"), tmp_path / "out", tmp_path)
-    script = (tmp_path / "out/http/hosts/srv-01.ipxe").read_text()
-    assert "ramboot.shell=never" in script and "ramboot.shell=before" not in script
-    assert "ramboot.debug=2" in script
-    profile_only = (tmp_path / "out/http/profiles/rescue.ipxe").read_text()
-    assert "ramboot.shell=before" in profile_only
-
-
-def test_a_profile_repeating_a_key_is_an_error() -> None:
-    header = HEADER + 'args = ["ramboot.debug=1", "ramboot.debug=2"]\n'
-    found = problems([PI], header)
-    assert "fleet.toml: profile 'rescue': args: ramboot.debug is already set by args on the " \
-        "profile's command line; give each ramboot. key once" in found, found
 
 
 def test_unknown_agent_keys_come_from_the_parsers_structured_result() -> None:

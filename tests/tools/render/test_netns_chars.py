@@ -24,6 +24,8 @@ pytestmark = pytest.mark.netns
 URL_ALL = ("http://192.0.2.1:8080/Az09-._~/!$&'()*+,;=:@%41%7e/a,b,,c"
            "?q=1,2;k=$v&w='x'(y)*+!@:/?,#f,r!ag$&'()*+,;=:@/?")
 URL_V6 = "https://[2001:db8::1]:8443/ev,ents;x=1?a=b,c&d=$e#x,y"
+# http_base may not hold a query or fragment: paths are appended to it.
+BASE_ALL = "http://192.0.2.1:8080/Az09-._~/!$&'()*+,;=:@%41%7e/a,b,,c"
 DOMAIN = "Fleet-2.a1.example-9.test"
 NAME = "Srv-01-b9"
 MAC = "52:54:00:12:34:56"
@@ -31,7 +33,7 @@ MAC = "52:54:00:12:34:56"
 INVENTORY = f"""
 [servers]
 tftp = "192.0.2.1"
-http_base = "http://192.0.2.1/ramboot"
+http_base = "{BASE_ALL}"
 dhcp_interface = "srv0"
 [network]
 subnet = "192.0.2.0/24"
@@ -43,7 +45,7 @@ name = "{NAME}"
 family = "x86_64"
 macs = ["{MAC}"]
 ip = "192.0.2.31"
-url = "{URL_ALL}"
+target = {{ kind = "script", url = "{URL_ALL}" }}
 report_url = "{URL_V6}"
 """
 
@@ -64,7 +66,10 @@ def test_every_url_name_and_domain_character_arrives_intact(
                                  [f"--conf-file={out / 'dhcp/dnsmasq.conf'}"])
         env = _udhcpc(lab, tmp_path, "-O", "hostname", "-O", "domain")
     assert env["ip"] == "192.0.2.31"
-    assert env["opt224"] == _hex(URL_ALL), bytes.fromhex(env["opt224"])
+    # Option 224 is the host's stage 1 (udhcpc is not the agent), under that base.
+    assert env["opt224"] == _hex(f"{BASE_ALL}/stage1/{NAME}.ipxe"), bytes.fromhex(env["opt224"])
+    # The target's URL, with its query and fragment, is what its stage 2 chains to.
+    assert f"chain --autofree {URL_ALL} ||" in (out / f"http/stage2/{NAME}.ipxe").read_text()
     assert env["opt225"] == _hex(URL_V6), bytes.fromhex(env["opt225"])
     assert env["domain"] == DOMAIN
     # Both servers send the reserved name lower-cased (DNS names are case-blind).

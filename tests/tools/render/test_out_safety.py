@@ -17,7 +17,7 @@ from ramboot.cli import cli
 from ramboot.errors import RambootError
 from ramboot.render._writer import TreeWriter
 from ramboot.render.tree import MARKER
-from tests.tools.render.helpers import FLEET, make_images, render_fleet, snapshot
+from tests.tools.render.helpers import FLEET, LANDED, make_images, render_fleet, snapshot
 
 
 @pytest.fixture
@@ -178,12 +178,12 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
 def test_a_full_disk_is_one_line_and_the_old_tree_stays(tmp_path: Path, images: Path) -> None:
     with small_tmpfs(tmp_path / "small", "400k") as small:
         out = small / "out"
-        code, output = _cli("render", str(FLEET), "--images", str(images), "--out", str(out))
+        code, output = _cli("render", str(LANDED), "--images", str(images), "--out", str(out))
         assert code == 0, output
         before = snapshot(out)
         with (images / "x86_64/bzImage").open("ab") as grow:
             grow.write(os.urandom(600 << 10))
-        code, output = _cli("render", str(FLEET), "--images", str(images), "--out", str(out))
+        code, output = _cli("render", str(LANDED), "--images", str(images), "--out", str(out))
         assert code == 1
         assert "rendering failed, the old tree is untouched" in output, output
         assert "No space left on device" in output

@@ -71,10 +71,11 @@ def test_oversized_pi_initramfs_is_refused(tmp_path: Path, images: Path) -> None
     assert not (tmp_path / "out").exists()
 
 
-def test_profile_path_missing_from_images_is_an_error(tmp_path: Path, images: Path) -> None:
+def test_kexec_path_missing_from_images_is_an_error(tmp_path: Path, images: Path) -> None:
     inventory = tmp_path / "fleet.toml"
     inventory.write_text(FLEET.read_text().replace('"x86_64/bzImage"', '"x86_64/vmlinuz"'))
-    with pytest.raises(RambootError, match=r"profile 'rescue': 'x86_64/vmlinuz' is not under"):
+    with pytest.raises(RambootError, match=r"host 'srv-03': kexec target: 'x86_64/vmlinuz' is "
+                       r"not under http/images/ \(available: rpi4/Image, "):
         render_fleet(images, tmp_path / "out", inventory)
 
 

@@ -14,6 +14,7 @@ or the top-level Makefile's output directory as it is: `rpi4/images/` and
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,21 @@ class ImageSet:
     x86_64: X86Images | None = None
     ipxe: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    def published(self) -> set[str]:
+        """The paths render copies under http/images/: `<family>/<file name>`."""
+        return {f"{family}/{path.name}" for family, images in (("rpi4", self.rpi4),
+                                                              ("x86_64", self.x86_64))
+                if images is not None for path in (images.kernel, images.initramfs)}
+
+    def initramfs_digests(self) -> dict[str, str]:
+        """family -> sha256 hex of ramboot's initramfs: a target loading it loops."""
+        out = {}
+        for family, images in (("rpi4", self.rpi4), ("x86_64", self.x86_64)):
+            if images is not None and images.initramfs.is_file():
+                with images.initramfs.open("rb") as stream:
+                    out[family] = hashlib.file_digest(stream, "sha256").hexdigest()
+        return out
 
 
 def _first(*candidates: Path) -> Path | None:

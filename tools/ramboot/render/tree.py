@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ramboot import targets
 from ramboot.errors import RambootError
 from ramboot.inventory import Inventory
 from ramboot.render import bootconf, dnsmasq, http, kea, tftp
@@ -37,6 +38,7 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 ScriptCheck = Callable[[str, str], list[str]]
+PlanCheck = Callable[[str, bytes], list[str]]
 
 
 @dataclass
@@ -44,6 +46,7 @@ class RenderResult:
     out: Path
     warnings: list[str] = field(default_factory=list)
     scripts: dict[str, str] = field(default_factory=dict)
+    plans: dict[str, bytes] = field(default_factory=dict)
 
 
 def _exchange(a: Path, b: Path) -> None:
@@ -62,9 +65,17 @@ def render_tree(
     out: Path,
     templates_dir: Path | None = None,
     check_script: ScriptCheck | None = None,
+    *,
+    check_plan: PlanCheck | None = None,
 ) -> RenderResult:
-    """Render `inventory` into `out`; `check_script(path, text)` returns lint problems."""
+    """Render `inventory` into `out`; `check_script(path, text)` and `check_plan(path,
+    data)` return lint problems. Nothing is written when a host's stage 2 would boot
+    ramboot again."""
     images = find_images(images_dir, inventory)
+    problems = targets.fleet_problems(inventory, ramboot_digests=images.initramfs_digests(),
+                                      published=images.published())
+    if problems:
+        raise targets.TargetError(problems)
     templates = Templates(templates_dir)
     out = out.absolute()
     check_replaceable(out)
@@ -75,7 +86,7 @@ def render_tree(
         raise RambootError(f"{out.parent}: cannot create the output: {error.strerror}") from None
     try:
         return _render_into(staging, inventory, images, templates, out=out,
-                            check_script=check_script)
+                            check_script=check_script, check_plan=check_plan)
     except OSError as error:
         name = f" {error.filename}" if error.filename else ""
         raise RambootError(
@@ -88,7 +99,7 @@ def render_tree(
 
 def _render_into(
     staging: Path, inventory: Inventory, images: ImageSet, templates: Templates, *, out: Path,
-    check_script: ScriptCheck | None,
+    check_script: ScriptCheck | None, check_plan: PlanCheck | None,
 ) -> RenderResult:
     """Render into `staging`, then swap it with `out` (staging then holds the old tree)."""
     staging.chmod(DIR_MODE)
@@ -96,7 +107,8 @@ def _render_into(
     writer = TreeWriter(staging)
     try:
         tftp.render(inventory, images, writer, templates)
-        result.scripts = http.render(inventory, images, writer, templates)
+        documents = http.render(inventory, images, writer, templates)
+        result.scripts, result.plans = documents.scripts, documents.plans
         kea.render(inventory, writer)
         dnsmasq.render(inventory, writer, templates)
         if "rpi4" in inventory.families:
@@ -113,6 +125,16 @@ def _render_into(
         ]
         if problems:
             raise RambootError("rendered iPXE scripts do not lint:\n  " + "\n  ".join(problems))
+    if check_plan is not None:
+        problems = [
+            f"host {documents.hosts[path]!r}: {problem}"
+            for path, data in sorted(result.plans.items())
+            for problem in check_plan(path, data)
+        ]
+        if problems:
+            raise RambootError(
+                "rendered plans do not validate with this tree's agent (ramboot_agent.plan):"
+                "\n  " + "\n  ".join(problems))
     if out.exists():
         check_replaceable(out)  # again: the render took a while
         _exchange(staging, out)  # staging now holds the previous tree

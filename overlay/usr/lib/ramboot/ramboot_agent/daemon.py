@@ -60,6 +60,10 @@ IDENTITY_QUERY_KEYS = (
 )
 # Values iPXE expands without :uristring; it escapes the others.
 _VERBATIM_KEYS = frozenset({"mac", "ip", "uuid", "buildarch", "platform"})
+# Added after the identity: the agent asks for the machine's target (stage 2),
+# iPXE for the way into ramboot (stage 1, no `stage` key), so one endpoint can
+# never send a machine back into ramboot by mistake.
+STAGE_QUERY = "stage=agent"
 
 
 def identity_query(identity: dict[str, str]) -> str:
@@ -69,7 +73,8 @@ def identity_query(identity: dict[str, str]) -> str:
         text = identity.get(key, "")
         return text if key in _VERBATIM_KEYS else quote(text, safe="")
 
-    return "&".join(f"{key}={value(key)}" for key in IDENTITY_QUERY_KEYS)
+    pairs = [f"{key}={value(key)}" for key in IDENTITY_QUERY_KEYS]
+    return "&".join([*pairs, STAGE_QUERY])
 
 
 def instructions_url(settings: Settings, lease: Lease | None, identity: dict[str, str]) -> str:
@@ -110,12 +115,17 @@ def script_settings(identity: dict[str, str], lease: Lease) -> Any:
     A value its setting's type cannot hold (a malformed MAC or UUID from the
     firmware, an odd next-server) is left unset with a warning: it costs
     that setting, not the boot.
+
+    `ramboot-stage` is "agent" (unset in real iPXE): a stage-1 script, which boots
+    ramboot, refuses to run in ramboot (tools/ramboot/templates/ipxe/stage1.ipxe.j2).
     """
     from ramboot_agent.ipxe.platform_settings import platform_settings  # noqa: PLC0415
     from ramboot_agent.ipxe.settings import SettingError, build_settings  # noqa: PLC0415
 
     machine = {**platform_settings(lease.interface), **identity}
-    extra = {"next-server": lease.next_server} if lease.next_server else {}
+    extra = {"ramboot-stage": "agent"}
+    if lease.next_server:
+        extra["next-server"] = lease.next_server
     if lease.boot_file:
         extra["filename"] = lease.boot_file
     try:

@@ -35,6 +35,7 @@ RUNTIME_DIR = Path("/run/ramboot")
 OPTION_URL = 224  # text: the instructions URL
 OPTION_REPORT_URL = 225  # text: where to POST status events
 REQUESTED_OPTIONS = (OPTION_URL, OPTION_REPORT_URL)
+VENDOR_CLASS_PREFIX = "ramboot-agent:"  # + "<version>:<buildarch>"
 ARPHRD_ETHER = 1
 _UDHCPC_TRIES, _UDHCPC_TIMEOUT = 3, 2  # per attempt: 3 discovers, 2 s apart
 IP_TIMEOUT = 10.0  # seconds for one `ip` command
@@ -360,12 +361,20 @@ def refuse_outside_ram_system(command: str, *, force: bool,
             "anyway (e.g. inside a network namespace).")
 
 
+def vendor_class() -> str:
+    """Option 60 of the agent's requests: DHCP servers give it its own option 224 (stage 2)."""
+    from ramboot_agent import __version__  # noqa: PLC0415
+    from ramboot_agent.arch import buildarch  # noqa: PLC0415
+
+    return f"{VENDOR_CLASS_PREFIX}{__version__}:{buildarch(os.uname().machine)}"
+
+
 def _udhcpc_argv(interface: str, hook: Path) -> list[str]:
     udhcpc = shutil.which("udhcpc")
     program = [udhcpc] if udhcpc else ["busybox", "udhcpc"]
     argv = [
         *program, "-f", "-q", "-n", "-t", str(_UDHCPC_TRIES), "-T", str(_UDHCPC_TIMEOUT),
-        "-i", interface, "-s", str(hook),
+        "-i", interface, "-s", str(hook), "-V", vendor_class(),
     ]
     for code in REQUESTED_OPTIONS:
         argv += ["-O", str(code)]
