@@ -1,0 +1,52 @@
+"""POST /events: the agent's status events, stored once per (boot_id, seq).
+
+The reply comes only after the event's group has committed: an event that
+got its 2xx survives `kill -9` of serve. A retry of a stored event is 200
+"duplicate" and changes nothing; a different event under a used
+`(boot_id, seq)` is 409. A token must be presented before the body is read.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ramboot.serve import store
+from ramboot.serve.auth import AuthError, presented_token
+from ramboot.serve.context import Context
+from ramboot.serve.events import MAX_EVENT_BYTES, EventError, parse_event
+from ramboot.serve.http import MACHINE_REALM, fail, read_body, require_json
+
+
+async def ingest(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    header = request.headers.get("authorization")
+    try:
+        if presented_token(header) is None:
+            raise AuthError(401, "a machine token is needed")
+    except AuthError as error:
+        fail(error.status, str(error), {"WWW-Authenticate": MACHINE_REALM})
+    require_json(request)
+    body = await read_body(request, MAX_EVENT_BYTES)
+    try:
+        event = parse_event(body)
+    except EventError as error:
+        fail(error.status, str(error))
+    fleet = ctx.fleet
+    host = fleet.index.find(event.identity)
+    if host is None and not ctx.discovery:
+        fail(404, f"no host in the inventory has mac {event.identity.mac or '-'} or serial "
+                  f"{event.identity.serial or '-'} (discovery is off)")
+    try:
+        ctx.keys.require_machine(header, host.name if host else None)
+    except AuthError as error:
+        fail(error.status, str(error), {"WWW-Authenticate": MACHINE_REALM})
+    who = store.Who.of(event.identity, host.name if host else None)
+    try:
+        outcome = await ctx.database.write(lambda tx: store.record_event(tx, who, event))
+    except store.Conflict as error:
+        fail(409, str(error))
+    ctx.notify()
+    status = 201 if outcome == "stored" else 200
+    return JSONResponse({"status": outcome, "boot_id": event.boot_id, "seq": event.seq},
+                        status_code=status)

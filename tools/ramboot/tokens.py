@@ -1,0 +1,58 @@
+"""Machine tokens: one fleet secret, a token per host derived from it.
+
+`render` writes each host's token where that machine reads it (the userinfo
+of its DHCP URLs, `ramboot.token=` in a Pi's cmdline.txt) and `serve` checks
+them, both from the same secret file, so no table of tokens is kept anywhere.
+A host token is HMAC-SHA256(secret, "host:" + name); the fleet token, which
+only machines missing from the inventory may use (discovery), is
+HMAC-SHA256(secret, "fleet"). Both are 32 hex digits: safe in a URL, a kernel
+command line and a DHCP option without escaping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+from pathlib import Path
+
+from ramboot.errors import RambootError
+
+MIN_SECRET_BYTES = 16
+TOKEN_HEX = 32
+
+
+def _derive(secret: bytes, label: str) -> str:
+    digest = hmac.new(secret, f"ramboot-token-v1:{label}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:TOKEN_HEX]
+
+
+def host_token(secret: bytes, host: str) -> str:
+    return _derive(secret, f"host:{host}")
+
+
+def fleet_token(secret: bytes) -> str:
+    return _derive(secret, "fleet")
+
+
+def read_secret(path: Path, what: str = "machine secret") -> bytes:
+    """The secret in `path` (surrounding whitespace removed); refuses a short or
+    world-readable one, naming the file."""
+    try:
+        info = path.stat()
+        data = path.read_bytes().strip()
+    except OSError as error:
+        raise RambootError(f"{path}: cannot read the {what}: {error.strerror}") from None
+    if info.st_mode & stat.S_IROTH:
+        raise RambootError(f"{path}: the {what} is readable by everyone (chmod 600 it)")
+    if len(data) < MIN_SECRET_BYTES:
+        raise RambootError(
+            f"{path}: the {what} is {len(data)} bytes; at least {MIN_SECRET_BYTES} are needed "
+            "(e.g. `head -c 32 /dev/urandom | base64 > FILE`)"
+        )
+    return data
+
+
+def new_secret() -> str:
+    return os.urandom(32).hex()
