@@ -21,6 +21,7 @@ from ramboot.serve.boot import boot
 from ramboot.serve.context import Context
 from ramboot.serve.http import HttpError, error_response
 from ramboot.serve.ingest import ingest
+from ramboot.serve.machine_http import ASGIApp, MachineEndpoints, MachineRequest, Reply
 
 log = logging.getLogger("ramboot.serve")
 
@@ -42,7 +43,7 @@ async def _internal_error(request: Request, error: Exception) -> Response:
                         status_code=500)
 
 
-def create_app(ctx: Context, *, handle_signals: bool = True) -> Starlette:
+def create_app(ctx: Context, *, handle_signals: bool = True) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx.database.start()
@@ -58,8 +59,6 @@ def create_app(ctx: Context, *, handle_signals: bool = True) -> Starlette:
             ctx.database.stop()
 
     routes: list[Route | Mount] = [
-        Route("/boot", boot, methods=["GET"]),
-        Route("/events", ingest, methods=["POST"]),
         Route("/healthz", api.health, methods=["GET"]),
         Route("/api/fleet", api.fleet, methods=["GET"]),
         Route("/api/machines/{name:str}", api.machine, methods=["GET"]),
@@ -73,4 +72,12 @@ def create_app(ctx: Context, *, handle_signals: bool = True) -> Starlette:
         HttpError: _http_error, HTTPException: _starlette_error, Exception: _internal_error,
     })
     app.state.ctx = ctx
-    return app
+
+    async def boot_handler(request: MachineRequest) -> Reply:
+        return await boot(ctx, request)
+
+    async def ingest_handler(request: MachineRequest) -> Reply:
+        return await ingest(ctx, request)
+
+    return MachineEndpoints(app, {"/boot": ("GET", boot_handler),
+                                  "/events": ("POST", ingest_handler)})

@@ -9,14 +9,14 @@ until `ramboot reinstall`.
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import Response
+from typing import Any
 
 from ramboot.serve import store
 from ramboot.serve.auth import AuthError
 from ramboot.serve.context import Context
-from ramboot.serve.http import MACHINE_REALM, fail
+from ramboot.serve.http import MACHINE_REALM, HttpError, fail
 from ramboot.serve.identify import IdentityError, parse_identity
+from ramboot.serve.machine_http import MachineRequest, Reply
 from ramboot.serve.targets_port import (
     STAGE1_KINDS,
     STAGE2_KINDS,
@@ -24,19 +24,18 @@ from ramboot.serve.targets_port import (
     TargetUnavailable,
 )
 
-MAX_QUERY = 4096
 AGENT_USER_AGENT = "ramboot-agent/"
 
 
-def stage_of(request: Request) -> int:
-    stage = request.query_params.get("stage")
+def stage_of(request: MachineRequest) -> int:
+    stage = request.query.get("stage")
     if stage not in (None, "", "agent"):
         fail(400, f"query: stage: {stage[:40]!r} is not 'agent' (iPXE sends none)")
-    agent = request.headers.get("user-agent", "").startswith(AGENT_USER_AGENT)
+    agent = (request.header("user-agent") or "").startswith(AGENT_USER_AGENT)
     return 2 if stage == "agent" or agent else 1
 
 
-def _document(ctx: Context, request: Request, stage: int, provisioned: bool,
+def _document(ctx: Context, request: MachineRequest, stage: int, provisioned: bool,
               host_name: str | None) -> Document:
     fleet = ctx.fleet
     key = (host_name or "", stage, provisioned)
@@ -45,7 +44,7 @@ def _document(ctx: Context, request: Request, stage: int, provisioned: bool,
         return cached
     try:
         if host_name is None:
-            identity = parse_identity(request.query_params)
+            identity = parse_identity(request.query)
             document = fleet.targets.discovery(stage, identity)
         else:
             host = fleet.index.by_name[host_name]
@@ -62,13 +61,10 @@ def _document(ctx: Context, request: Request, stage: int, provisioned: bool,
     return document
 
 
-async def boot(request: Request) -> Response:
-    ctx: Context = request.app.state.ctx
-    if len(request.url.query) > MAX_QUERY:
-        fail(414, f"query longer than {MAX_QUERY} characters")
+async def boot(ctx: Context, request: MachineRequest) -> Reply:
     stage = stage_of(request)
     try:
-        identity = parse_identity(request.query_params)
+        identity = parse_identity(request.query)
     except IdentityError as error:
         fail(400, str(error))
     fleet = ctx.fleet
@@ -77,19 +73,29 @@ async def boot(request: Request) -> Response:
         fail(404, f"no host in the inventory has mac {identity.mac or '-'} or serial "
                   f"{identity.serial or '-'} (discovery is off)")
     try:
-        ctx.keys.require_machine(request.headers.get("authorization"),
+        ctx.keys.require_machine(request.header("authorization"),
                                  host.name if host else None)
     except AuthError as error:
         fail(error.status, str(error), {"WWW-Authenticate": MACHINE_REALM})
     who = store.Who.of(identity, host.name if host else None)
-    provisioned = False
-    if host is not None:
-        provisioned = await ctx.database.read(lambda tx: store.provisioned(tx, who.key))
-    document = _document(ctx, request, stage, provisioned, host.name if host else None)
-    client = request.client.host if request.client else None
-    await ctx.database.write(
-        lambda tx: store.record_answer(tx, who, stage, document.kind, document.summary,
-                                     client=client))
+    # Both possible answers first (cached per host), then one transaction reads
+    # the provisioned mark and records the answer it picked: no reinstall can
+    # slip in between, and the writer never waits for a template.
+    choices: dict[bool, Document | HttpError] = {}
+    for provisioned in (False, True) if host is not None else (False,):
+        try:
+            choices[provisioned] = _document(ctx, request, stage, provisioned,
+                                             host.name if host else None)
+        except HttpError as error:
+            choices[provisioned] = error
+
+    def answer(tx: Any) -> Document:
+        chosen = choices[store.provisioned(tx, who.key) if host is not None else False]
+        if isinstance(chosen, HttpError):
+            raise chosen
+        store.record_answer(tx, who, stage, chosen.kind, chosen.summary, client=request.client)
+        return chosen
+
+    document = await ctx.database.write(answer)
     ctx.notify()
-    return Response(document.body, media_type=document.media_type,
-                    headers={"Cache-Control": "no-store"})
+    return Reply(200, document.body, document.media_type)

@@ -8,26 +8,29 @@ got its 2xx survives `kill -9` of serve. A retry of a stored event is 200
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from ramboot.serve import store
 from ramboot.serve.auth import AuthError, presented_token
 from ramboot.serve.context import Context
 from ramboot.serve.events import MAX_EVENT_BYTES, EventError, parse_event
-from ramboot.serve.http import MACHINE_REALM, fail, read_body, require_json
+from ramboot.serve.http import MACHINE_REALM, fail
+from ramboot.serve.machine_http import MachineRequest, Reply, json_reply
 
 
-async def ingest(request: Request) -> Response:
-    ctx: Context = request.app.state.ctx
-    header = request.headers.get("authorization")
+def _require_json(request: MachineRequest) -> None:
+    kind = (request.header("content-type") or "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        fail(415, f"Content-Type must be application/json, not {kind or 'missing'!r}")
+
+
+async def ingest(ctx: Context, request: MachineRequest) -> Reply:
+    header = request.header("authorization")
     try:
         if presented_token(header) is None:
             raise AuthError(401, "a machine token is needed")
     except AuthError as error:
         fail(error.status, str(error), {"WWW-Authenticate": MACHINE_REALM})
-    require_json(request)
-    body = await read_body(request, MAX_EVENT_BYTES)
+    _require_json(request)
+    body = await request.body(MAX_EVENT_BYTES)
     try:
         event = parse_event(body)
     except EventError as error:
@@ -48,5 +51,4 @@ async def ingest(request: Request) -> Response:
         fail(409, str(error))
     ctx.notify()
     status = 201 if outcome == "stored" else 200
-    return JSONResponse({"status": outcome, "boot_id": event.boot_id, "seq": event.seq},
-                        status_code=status)
+    return json_reply(status, {"status": outcome, "boot_id": event.boot_id, "seq": event.seq})
