@@ -82,7 +82,8 @@ def test_events_arrive_in_order_with_their_format(collector: Collector,
     assert collector.seqs() == list(range(1, 21))
     first = collector.events[0]
     assert first == {
-        "event": "fetch", "identity": IDENTITY, "seq": 1, "monotonic": 100.0,
+        "event": "fetch", "identity": IDENTITY, "boot_id": sender.boot_id, "seq": 1,
+        "monotonic": 100.0,
         "time": "2026-11-22T13:30:24.123Z",
         "details": {"url": "http://192.0.2.1/0", "bytes": 0},
     }

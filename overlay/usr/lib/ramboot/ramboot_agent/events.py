@@ -4,6 +4,10 @@ Reporting must never break or slow provisioning: `emit` only appends to a
 bounded spool and returns; a daemon thread delivers events one at a time, in
 order, retrying with back-off while the report URL is unreachable. When the
 spool overflows the oldest events are dropped and counted.
+
+Every event carries the kernel's `boot_id` and a `seq` counting from 1, so a
+collector stores each `(boot_id, seq)` once however often it is retried. With
+`ramboot.token=` each POST carries `Authorization: Bearer <token>`.
 """
 # ruff: noqa: PLC0415 (http.client is imported by the sender thread only)
 
@@ -17,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +29,18 @@ log = logging.getLogger("ramboot.events")
 
 HISTORY = 200  # events kept for recent() regardless of delivery
 TIMELINE_LIMIT = 1000
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def read_boot_id(path: Path = BOOT_ID) -> str:
+    """The kernel's id of this boot; a random one (same format) if it cannot be read."""
+    import uuid
+
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        value = ""
+    return value or str(uuid.uuid4())
 
 
 def utc_iso(seconds: float) -> str:
@@ -59,8 +76,12 @@ class Reporter:
         max_backoff: float = 15.0,
         cafile: str | None = None,
         insecure: bool = False,
+        boot_id: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.identity = dict(identity)
+        self.boot_id = boot_id if boot_id is not None else read_boot_id()
+        self.token = token
         self.spool_limit = max(1, spool_limit)
         self.clock = clock
         self.wall_clock = wall_clock
@@ -98,6 +119,7 @@ class Reporter:
                 record: dict[str, Any] = {
                     "event": event,
                     "identity": dict(self.identity),
+                    "boot_id": self.boot_id,
                     "seq": self._seq,
                     "monotonic": round(now, 3),
                     "time": stamp,
@@ -281,9 +303,11 @@ class Reporter:
             connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
                                                     timeout=timeout)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"Content-Type": "application/json", "Connection": "close"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
-            connection.request("POST", target, body=body, headers={
-                "Content-Type": "application/json", "Connection": "close"})
+            connection.request("POST", target, body=body, headers=headers)
             response = connection.getresponse()
             response.read()
         except (OSError, http.client.HTTPException) as error:
