@@ -30,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.lib import postgres  # noqa: E402
-from tests.serve.harness import running_serve, write_keys  # noqa: E402
-from tests.serve.loadgen import Connection, percentile, sims, storm, storm_inventory  # noqa: E402
+from tests.lib import postgres
+from tests.serve.harness import running_serve, write_keys
+from tests.serve.loadgen import Connection, percentile, sims, storm, storm_inventory
 
 
 def ms(value: float) -> str:

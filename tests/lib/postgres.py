@@ -8,7 +8,6 @@ root); stopped and removed afterwards.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import shutil
@@ -23,7 +22,7 @@ USER = "postgres"
 
 
 def pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     return Path(found[-1]).parent if found else None
 
 

@@ -47,8 +47,9 @@ class Stats:
 
 
 def sims(count: int, secret: bytes, prefix: str = "m") -> list[Sim]:
-    return [Sim(f"{prefix}{index:04d}", storm_mac(index), host_token(secret, f"{prefix}{index:04d}"),
-                str(uuid.uuid4())) for index in range(count)]
+    names = [f"{prefix}{index:04d}" for index in range(count)]
+    return [Sim(name, storm_mac(index), host_token(secret, name), str(uuid.uuid4()))
+            for index, name in enumerate(names)]
 
 
 def storm_mac(index: int) -> str:
@@ -58,7 +59,8 @@ def storm_mac(index: int) -> str:
 def storm_inventory(count: int, prefix: str = "m") -> str:
     parts = ['[servers]\ntftp = "192.0.2.1"\nhttp_base = "http://192.0.2.1:8080"\n'
              '[network]\nsubnet = "192.0.2.0/24"\npool = ["192.0.2.100", "192.0.2.199"]\n'
-             '[profiles.ramboot]\nkernel = "x86_64/bzImage"\ninitramfs = ["x86_64/rootfs.cpio.gz"]\n']
+             '[profiles.ramboot]\nkernel = "x86_64/bzImage"\n'
+             'initramfs = ["x86_64/rootfs.cpio.gz"]\n']
     for index in range(count):
         parts.append(f'[[hosts]]\nname = "{prefix}{index:04d}"\nfamily = "x86_64"\n'
                      f'macs = ["{storm_mac(index)}"]\nprofile = "ramboot"\n')
@@ -133,7 +135,7 @@ async def machine(sim: Sim, host: str, port: int, stats: Stats, *, progress: int
              *(["progress"] * progress), *TAIL_EVENTS]
     stats.sent[sim.boot_id] = len(names)
     await start.wait()
-    rng = random.Random(sim.boot_id)  # noqa: S311 (spreading load, not secrets)
+    rng = random.Random(sim.boot_id)
     try:
         async def ask(stage: str) -> None:
             began = time.perf_counter()
