@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ramboot.errors import RambootError
 from ramboot.inventory import Inventory
-from ramboot.render import bootconf, dnsmasq, http, kea, tftp
+from ramboot.render import bootconf, dnsmasq, http, kea, kea_ha, tftp
 from ramboot.render._writer import DIR_MODE, TreeWriter
 from ramboot.render.images import find_images
 from ramboot.render.templates import Templates
@@ -68,7 +68,10 @@ def render_tree(
         try:
             tftp.render(inventory, images, writer, templates)
             result.scripts = http.render(inventory, images, writer, templates)
-            kea.render(inventory, writer)
+            if inventory.dhcp_ha is not None:
+                kea_ha.render(inventory, writer)
+            else:
+                kea.render(inventory, writer)
             dnsmasq.render(inventory, writer, templates)
             if "rpi4" in inventory.families:
                 result.warnings += bootconf.render(inventory, writer, templates)
