@@ -495,6 +495,10 @@ def _ramboot_keys(c: _Collector, where: str, raw: object) -> dict[str, str]:
         if key == "report":
             c.add(where, "ramboot.report: set 'report_url' instead (it also feeds DHCP option 225)")
             continue
+        if key == "token":
+            c.add(where, "ramboot.token: machine tokens come from `ramboot render "
+                  "--machine-secret FILE`, never from the inventory")
+            continue
         # TOML booleans and integers become the 1/0 and digits the agent parses.
         value = str(int(raw_value)) if isinstance(raw_value, bool | int) else raw_value
         checked = c.field(where, f"ramboot.{key}", value, check_arg)

@@ -56,3 +56,28 @@ def read_secret(path: Path, what: str = "machine secret") -> bytes:
 
 def new_secret() -> str:
     return os.urandom(32).hex()
+
+
+def with_token(url: str, token: str) -> str:
+    """`url` with `ramboot:<token>@` as its userinfo (how iPXE and the agent send it:
+    HTTP Basic); URLs that are not http(s) or already carry a user are left alone."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or "@" in rest.split("/", 1)[0]:
+        return url
+    return f"{scheme}://ramboot:{token}@{rest}"
+
+
+class Tokens:
+    """What render writes where machines read their token (docs/serve.md#tokens)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+
+    def host_url(self, host: str, url: str) -> str:
+        return with_token(url, host_token(self.secret, host))
+
+    def fleet_url(self, url: str) -> str:
+        return with_token(url, fleet_token(self.secret))
+
+    def cmdline_word(self, host: str) -> str:
+        return f"ramboot.token={host_token(self.secret, host)}"

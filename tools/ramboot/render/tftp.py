@@ -16,24 +16,28 @@ from ramboot.inventory import Host, Inventory
 from ramboot.render._writer import TreeWriter
 from ramboot.render.images import ImageSet
 from ramboot.render.templates import Templates
+from ramboot.tokens import Tokens
 
 RPI_KERNEL = "Image"
 RPI_INITRAMFS = "rootfs.cpio.gz"
 
 
-def rpi_cmdline(inventory: Inventory, host: Host) -> str:
+def rpi_cmdline(inventory: Inventory, host: Host, tokens: Tokens | None = None) -> str:
     """The Pi's kernel command line: consoles, where the agent finds its work, extras."""
     words = [f"console={console}" for console in host.consoles]
     words.append(f"ramboot.url={inventory.host_url(host)}")
     if host.report_url:
         words.append(f"ramboot.report={host.report_url}")
     words += [f"ramboot.{key}={value}" for key, value in host.ramboot]
+    if tokens is not None:
+        words.append(tokens.cmdline_word(host.name))
     words += host.kernel_args
     return " ".join(words)
 
 
 def render(
-    inventory: Inventory, images: ImageSet, writer: TreeWriter, templates: Templates
+    inventory: Inventory, images: ImageSet, writer: TreeWriter, templates: Templates,
+    tokens: Tokens | None = None,
 ) -> None:
     writer.ensure_dir("tftp")
     for name, source in sorted(images.ipxe.items()):
@@ -59,6 +63,6 @@ def render(
         )
         writer.populate(
             f"tftp/{host.serial}",
-            {"config.txt": config, "cmdline.txt": rpi_cmdline(inventory, host) + "\n"},
+            {"config.txt": config, "cmdline.txt": rpi_cmdline(inventory, host, tokens) + "\n"},
             {name: f"../{name}" for name in links},
         )

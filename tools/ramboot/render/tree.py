@@ -22,6 +22,7 @@ from ramboot.render import bootconf, dnsmasq, http, kea, kea_ha, tftp
 from ramboot.render._writer import DIR_MODE, TreeWriter
 from ramboot.render.images import find_images
 from ramboot.render.templates import Templates
+from ramboot.tokens import Tokens
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -52,10 +53,17 @@ def render_tree(
     out: Path,
     templates_dir: Path | None = None,
     check_script: ScriptCheck | None = None,
+    *,
+    machine_secret: bytes | None = None,
 ) -> RenderResult:
-    """Render `inventory` into `out`; `check_script(path, text)` returns lint problems."""
+    """Render `inventory` into `out`; `check_script(path, text)` returns lint problems.
+
+    With `machine_secret`, each machine's token goes where it reads it (DHCP
+    URLs, the Pi's cmdline.txt), never into the HTTP tree.
+    """
     images = find_images(images_dir, inventory)
     templates = Templates(templates_dir)
+    tokens = Tokens(machine_secret) if machine_secret is not None else None
     out = out.absolute()
     if out.exists() and not out.is_dir():
         raise RambootError(f"{out}: --out exists and is not a directory")
@@ -66,13 +74,13 @@ def render_tree(
         result = RenderResult(out=out, warnings=list(images.warnings))
         writer = TreeWriter(staging)
         try:
-            tftp.render(inventory, images, writer, templates)
+            tftp.render(inventory, images, writer, templates, tokens)
             result.scripts = http.render(inventory, images, writer, templates)
             if inventory.dhcp_ha is not None:
-                kea_ha.render(inventory, writer)
+                kea_ha.render(inventory, writer, tokens)
             else:
-                kea.render(inventory, writer)
-            dnsmasq.render(inventory, writer, templates)
+                kea.render(inventory, writer, tokens)
+            dnsmasq.render(inventory, writer, templates, tokens)
             if "rpi4" in inventory.families:
                 result.warnings += bootconf.render(inventory, writer, templates)
             writer.finish()
