@@ -1,0 +1,192 @@
+"""`ramboot serve` end to end on x86_64: real iPXE firmware, the real agent, QEMU TCG.
+
+In a private network namespace: dnsmasq hands out option 224 =
+`http://ramboot:<host token>@serve/boot` (iPXE sends the token as Basic after
+serve's 401); serve answers stage 1 with a script that boots ramboot from
+serve's own tree, the agent asks stage 2 (as an agent: serve tells by its
+User-Agent until it adds `stage=agent`) and gets a plan that kexecs the
+second stage; its events go to serve with `ramboot.token=`. serve then sees
+the machine provisioned, and the next boot of the same VM leaves iPXE for its
+disk (a boot sector that prints a marker) until `ramboot reinstall`, after
+which it is provisioned again.
+
+The stage documents are the test's (tests/serve/targets.py): the inventory's
+targets (ramboot.targets) are wired into serve by the merge of that work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ramboot.tokens import host_token
+from tests.lib.images import SECOND_STAGE_MARKER, ImageSet
+from tests.lib.ipxe import require_ipxe_lkrn, sercon_argv
+from tests.lib.netlab import (
+    POOL,
+    SERVER_IP,
+    Namespace,
+    require_netns,
+    start_dnsmasq,
+    tap_lab,
+    wait_for,
+)
+from tests.lib.qemu import Qemu, require_qemu, tap_nic_argv, x86_64_argv
+from tests.qemu.conftest import image_set_or_fail
+from tests.serve.harness import INVENTORY, SRV_MAC, write_keys
+
+pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+RAMBOOT_IPXE = REPO / "board" / "common" / "ipxe" / "ramboot.ipxe"
+PORT = 8080
+SERVE = f"http://{SERVER_IP}:{PORT}"
+DISK_MARKER = "RAMBOOT-DISK-OK"
+RAMBOOT_CLI = Path(sys.executable).with_name("ramboot")
+
+
+def boot_sector(message: str) -> bytes:
+    """A 512-byte MBR that prints `message` through the BIOS (INT 10h) and halts."""
+    code = bytes([
+        0x31, 0xC0,              # xor ax, ax
+        0x8E, 0xD8,              # mov ds, ax
+        0x31, 0xDB,              # xor bx, bx (page 0)
+        0xBE, 0x17, 0x7C,        # mov si, 0x7c17 (the message)
+        0xB4, 0x0E,              # mov ah, 0x0e (teletype)
+        0xAC,                    # next: lodsb
+        0x84, 0xC0,              # test al, al
+        0x74, 0x04,              # jz halt
+        0xCD, 0x10,              # int 0x10
+        0xEB, 0xF7,              # jmp next
+        0xF4,                    # halt: hlt
+        0xEB, 0xFD,              # jmp halt
+    ])
+    sector = code + f"\r\n{message}\r\n".encode() + b"\0"
+    assert len(code) == 0x17
+    return sector.ljust(510, b"\0") + b"\x55\xaa"
+
+
+def serve_tree(root: Path, images: ImageSet) -> None:
+    root.mkdir(parents=True)
+    shutil.copyfile(images.kernel, root / "bzImage")
+    shutil.copyfile(images.initramfs, root / "rootfs.cpio.gz")
+    shutil.copyfile(images.second_stage, root / "second-stage.cpio.gz")
+
+
+def targets(token: str) -> dict[str, str]:
+    stage1 = (
+        "#!ipxe\n"
+        "echo serve-flow: stage 1 for {host}: ramboot\n"
+        f"kernel {SERVE}/bzImage console=ttyS0 quiet ramboot.report={SERVE}/events "
+        f"ramboot.token={token} ramboot.shell=never ramboot.reboot_delay=off\n"
+        f"initrd {SERVE}/rootfs.cpio.gz\n"
+        "boot\n"
+    )
+    stage2 = json.dumps({
+        "ramboot-plan": 1, "description": "target of {host}",
+        "actions": [{"action": "kexec", "kernel": f"{SERVE}/bzImage",
+                     "initrds": [f"{SERVE}/second-stage.cpio.gz"],
+                     "cmdline": "console=ttyS0 quiet"}],
+    })
+    return {"stage1": stage1, "stage2": stage2}
+
+
+class Operator:
+    """The `ramboot` CLI run inside the lab, where serve listens."""
+
+    def __init__(self, ns: Namespace, admin_token: Path) -> None:
+        self.ns, self.admin_token = ns, admin_token
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.ns.run([RAMBOOT_CLI, *args, "--server", SERVE, "--admin-token",
+                            str(self.admin_token)], check=False, timeout=60)
+
+    def machine(self, name: str) -> dict[str, Any]:
+        result = self.run("status", name, "--json")
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+
+def test_provisioned_machine_boots_its_disk_until_reinstall(tmp_path: Path) -> None:
+    require_netns("dnsmasq")
+    require_qemu("qemu-system-x86_64")
+    lkrn = require_ipxe_lkrn()
+    images = image_set_or_fail("x86_64")
+    secret_path, admin_path, secret = write_keys(tmp_path)
+    token = host_token(secret, "srv-01")
+    (tmp_path / "targets.json").write_text(json.dumps(targets(token)))
+    (tmp_path / "fleet.toml").write_text(INVENTORY)
+    tree = tmp_path / "tree"
+    serve_tree(tree, images)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(boot_sector(DISK_MARKER) + bytes(1024 * 1024 - 512))
+
+    with tap_lab() as lab:
+        start_dnsmasq(lab.ns, lab.bridge, tmp_path, [
+            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.255.0,10m",
+            f"--dhcp-option-force=224,http://ramboot:{token}@{SERVER_IP}:{PORT}/boot",
+        ])
+        log = (tmp_path / "serve.log").open("wb")
+        lab.ns.popen([sys.executable, "-m", "tests.serve.runner", tmp_path / "fleet.toml",
+                      "--database", f"sqlite://{tmp_path / 'serve.db'}",
+                      "--machine-secret", secret_path, "--admin-token", admin_path,
+                      "--listen", f"{SERVER_IP}:{PORT}", "--tree", tree, "--access-log"],
+                     cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                     env={**os.environ,
+                          "RAMBOOT_TEST_TARGETS": str(tmp_path / "targets.json")})
+        operator = Operator(lab.ns, admin_path)
+        wait_for(lambda: operator.run("status").returncode == 0, timeout=60,
+                 what="serve to answer")
+        tap = lab.add_tap()
+
+        def boot(name: str) -> Qemu:
+            argv = x86_64_argv(kernel=lkrn, initrd=RAMBOOT_IPXE,
+                               memory_mb=768, extra=[
+                                   *sercon_argv(tmp_path),
+                                   *tap_nic_argv(tap, mac=SRV_MAC, model="virtio-net-pci"),
+                                   "-drive", f"file={disk},format=raw,if=ide,index=0"])
+            return Qemu(argv, tmp_path / f"console-{name}.log", lab.ns)
+
+        # 1: provisioned from scratch.
+        with boot("first") as vm:
+            vm.expect_exact("serve-flow: stage 1 for srv-01: ramboot", timeout=120)
+            vm.expect_exact(SECOND_STAGE_MARKER, timeout=600)
+            assert vm.wait_exit(timeout=120) == 0
+        state = operator.machine("srv-01")
+        assert (state["state"], state["provisioned"]) == ("provisioned", True), state
+        names = [e["event"] for e in state["events"]]
+        assert names[:3] == ["kernel-started", "agent-started", "network-up"], names
+        assert "plan-done" in names
+        assert [a["kind"] for a in reversed(state["answers"])] == ["ramboot", "target"]
+
+        # 2: the same VM boots again: iPXE is sent to the disk, nothing provisions.
+        with boot("second") as vm:
+            vm.expect_exact("is provisioned: booting its disk", timeout=120)
+            vm.expect_exact(DISK_MARKER, timeout=300)
+        state = operator.machine("srv-01")
+        assert state["provisioned"] is True
+        assert {a["kind"] for a in state["answers"][:1]} == {"disk"}
+        assert "target" not in [a["kind"] for a in state["answers"][:3]]
+
+        # 3: after `ramboot reinstall`, it is provisioned again.
+        done = operator.run("reinstall", "srv-01")
+        assert done.returncode == 0, done.stderr
+        assert "provisions it again" in done.stdout
+        with boot("third") as vm:
+            vm.expect_exact("serve-flow: stage 1 for srv-01: ramboot", timeout=120)
+            vm.expect_exact(SECOND_STAGE_MARKER, timeout=600)
+            assert vm.wait_exit(timeout=120) == 0
+        state = operator.machine("srv-01")
+        assert (state["state"], state["provisioned"]) == ("provisioned", True)
+        assert len(state["boots"]) == 2  # two boots of ramboot, each with its own boot_id
+        table = operator.run("status")
+        assert "srv-01" in table.stdout and "provisioned" in table.stdout
+        print(table.stdout)
+        print(json.dumps(state["stages"], indent=2))
