@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from tests.lib.netlab import (
     tap_lab,
     wait_for,
 )
-from tests.lib.qemu import Qemu, require_qemu, tap_nic_argv, x86_64_argv
+from tests.lib.qemu import Qemu, aarch64_argv, require_qemu, scaled, tap_nic_argv, x86_64_argv
 from tests.qemu.conftest import image_set_or_fail
 from tests.serve.harness import INVENTORY, SRV_MAC, write_keys
 
@@ -190,3 +191,96 @@ def test_provisioned_machine_boots_its_disk_until_reinstall(tmp_path: Path) -> N
         assert "srv-01" in table.stdout and "provisioned" in table.stdout
         print(table.stdout)
         print(json.dumps(state["stages"], indent=2))
+
+
+PI_MAC = "52:54:00:00:0c:01"
+PI_HOST = """
+[[hosts]]
+name = "pi-virt"
+family = "rpi4"
+serial = "0000c0de"
+macs = ["52:54:00:00:0c:01"]
+profile = "ramboot-pi"
+"""
+
+
+def test_pi_agent_path_on_aarch64_virt(tmp_path: Path) -> None:
+    """The Pi's path: ramboot boots every time (the EEPROM loads it from TFTP), so
+    only the agent asks serve; a provisioned Pi gets `localboot`, not its target."""
+    require_netns("dnsmasq")
+    require_qemu("qemu-system-aarch64")
+    images = image_set_or_fail("aarch64")
+    secret_path, admin_path, secret = write_keys(tmp_path)
+    token = host_token(secret, "pi-virt")
+    stage2 = json.dumps({
+        "ramboot-plan": 1, "description": "target of {host}",
+        "actions": [{"action": "kexec", "kernel": f"{SERVE}/Image",
+                     "initrds": [f"{SERVE}/second-stage.cpio.gz"],
+                     "cmdline": "console=ttyAMA0 quiet"}],
+    })
+    (tmp_path / "targets.json").write_text(json.dumps({"stage2": stage2}))
+    (tmp_path / "fleet.toml").write_text(INVENTORY + PI_HOST)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copyfile(images.kernel, tree / "Image")
+    shutil.copyfile(images.second_stage, tree / "second-stage.cpio.gz")
+    # What `render --machine-secret` writes into the Pi's cmdline.txt.
+    cmdline = (f"console=ttyAMA0 quiet ramboot.report={SERVE}/events ramboot.token={token} "
+               "ramboot.shell=never ramboot.reboot_delay=off")
+
+    with tap_lab() as lab:
+        start_dnsmasq(lab.ns, lab.bridge, tmp_path, [
+            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.255.0,10m",
+            f"--dhcp-option-force=224,{SERVE}/boot",
+        ])
+        log = (tmp_path / "serve.log").open("wb")
+        lab.ns.popen([sys.executable, "-m", "tests.serve.runner", tmp_path / "fleet.toml",
+                      "--database", f"sqlite://{tmp_path / 'serve.db'}",
+                      "--machine-secret", secret_path, "--admin-token", admin_path,
+                      "--listen", f"{SERVER_IP}:{PORT}", "--tree", tree, "--access-log"],
+                     cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                     env={**os.environ,
+                          "RAMBOOT_TEST_TARGETS": str(tmp_path / "targets.json")})
+        operator = Operator(lab.ns, admin_path)
+        wait_for(lambda: operator.run("status").returncode == 0, timeout=60,
+                 what="serve to answer")
+        tap = lab.add_tap()
+
+        def boot(name: str) -> Qemu:
+            argv = aarch64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=768,
+                                append=cmdline, extra=[
+                                    "-smp", "1",
+                                    *tap_nic_argv(tap, mac=PI_MAC, model="virtio-net-pci")])
+            return Qemu(argv, tmp_path / f"console-{name}.log", lab.ns)
+
+        with boot("first") as vm:
+            vm.expect_exact(SECOND_STAGE_MARKER, timeout=900)
+            assert vm.wait_exit(timeout=120) == 0
+        state = operator.machine("pi-virt")
+        assert (state["state"], state["provisioned"]) == ("provisioned", True), state
+        assert [a["kind"] for a in state["answers"]] == ["target"]
+
+        # Booted again into ramboot: serve sends it to its disk, not to its target.
+        with boot("second") as vm:
+            def answered_localboot() -> bool:
+                answers = operator.machine("pi-virt")["answers"]
+                return len(answers) == 2 and answers[0]["kind"] == "localboot"
+
+            wait_for(answered_localboot, timeout=scaled(900), interval=2,
+                     what="the agent to ask serve again")
+            # (Running `localboot` is the plan action's own work; the agent of this
+            # tree may not know it yet. Either way, no target was fetched.)
+            time.sleep(3)
+            assert SECOND_STAGE_MARKER not in vm.console_text()
+        state = operator.machine("pi-virt")
+        assert state["provisioned"] is True
+
+        assert operator.run("reinstall", "pi-virt").returncode == 0
+        with boot("third") as vm:
+            vm.expect_exact(SECOND_STAGE_MARKER, timeout=900)
+            assert vm.wait_exit(timeout=120) == 0
+        state = operator.machine("pi-virt")
+        assert (state["state"], state["provisioned"]) == ("provisioned", True)
+        assert [a["kind"] for a in state["answers"]] == ["target", "localboot", "target"][::-1]
+        assert len(state["boots"]) == 3
+        print(operator.run("status", "pi-virt").stdout)
