@@ -128,9 +128,27 @@ async def _with_retry(stats: Stats, deadline: float, call: Callable[[], object])
             delay = min(1.0, delay * 2)
 
 
-async def machine(sim: Sim, host: str, port: int, stats: Stats, *, progress: int,
+class RoundRobin:
+    """One connection per serve replica; each request goes to the next one."""
+
+    def __init__(self, host: str, ports: list[int]) -> None:
+        self.connections = [Connection(host, port) for port in ports]
+        self.turn = 0
+
+    async def request(self, method: str, path: str, token: str,
+                      body: bytes = b"") -> tuple[int, bytes]:
+        connection = self.connections[self.turn % len(self.connections)]
+        self.turn += 1
+        return await connection.request(method, path, token, body)
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+
+
+async def machine(sim: Sim, host: str, ports: list[int], stats: Stats, *, progress: int,
                   deadline: float, start: asyncio.Event, pace: float = 0.0) -> None:
-    connection = Connection(host, port)
+    connection = RoundRobin(host, ports)
     names = ["kernel-started", "agent-started", "network-up", *PLAN_EVENTS,
              *(["progress"] * progress), *TAIL_EVENTS]
     stats.sent[sim.boot_id] = len(names)
@@ -172,17 +190,19 @@ async def machine(sim: Sim, host: str, port: int, stats: Stats, *, progress: int
         connection.close()
 
 
-async def storm(machines: list[Sim], host: str, port: int, *, progress: int = 10,
+async def storm(machines: list[Sim], host: str, port: int | list[int], *, progress: int = 10,
                 seconds: float = 120.0, stats: Stats | None = None, pace: float = 0.0) -> Stats:
     """Boot every machine at once; returns when all are done or `seconds` passed.
 
     pace=0: each machine sends its events back to back (a throughput test);
     pace=S: about S seconds between one machine's events, as real agents report.
+    Several ports: each machine sends its requests to the replicas in turn.
     """
+    ports = port if isinstance(port, list) else [port]
     stats = stats or Stats()
     start = asyncio.Event()
     deadline = time.monotonic() + seconds
-    tasks = [asyncio.create_task(machine(sim, host, port, stats, progress=progress,
+    tasks = [asyncio.create_task(machine(sim, host, ports, stats, progress=progress,
                                          deadline=deadline, start=start, pace=pace))
              for sim in machines]
     await asyncio.sleep(0)
