@@ -19,7 +19,7 @@ from urllib.parse import quote
 import click
 
 from ramboot.errors import RambootError
-from ramboot.tokens import fleet_token, host_token, read_secret
+from ramboot.tokens import fleet_token, host_token, read_secret, read_token
 
 TIMEOUT = 30.0
 STAGES = ("kernel", "agent", "network", "fetch", "action", "boot")
@@ -27,7 +27,7 @@ STAGES = ("kernel", "agent", "network", "fetch", "action", "boot")
 
 def _request(server: str, token_file: Path, path: str, *, method: str = "GET",
              cafile: Path | None = None) -> Any:
-    token = read_secret(token_file, "admin token").decode()
+    token = read_token(token_file)
     if not server.startswith(("http://", "https://")):
         raise RambootError(f"--server {server!r}: expected an http:// or https:// URL")
     url = server.rstrip("/") + path

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import stat
 from pathlib import Path
 
@@ -54,8 +53,16 @@ def read_secret(path: Path, what: str = "machine secret") -> bytes:
     return data
 
 
-def new_secret() -> str:
-    return os.urandom(32).hex()
+def read_token(path: Path, what: str = "admin token") -> str:
+    """A secret that travels in HTTP headers: printable ASCII without spaces."""
+    data = read_secret(path, what)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    if not text or not all(33 <= ord(ch) < 127 for ch in text):
+        raise RambootError(f"{path}: the {what} must be printable ASCII without spaces")
+    return text
 
 
 def with_token(url: str, token: str) -> str:

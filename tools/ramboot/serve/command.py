@@ -12,7 +12,7 @@ from ramboot.serve.auth import Keys
 from ramboot.serve.context import Context
 from ramboot.serve.db import Database
 from ramboot.serve.targets_port import StandInTargets
-from ramboot.tokens import read_secret
+from ramboot.tokens import read_secret, read_token
 
 DEFAULT_DATABASE = "sqlite:///var/lib/ramboot/serve.db"
 
@@ -57,9 +57,11 @@ def serve(*, inventory: Path, database: str, machine_secret: Path, admin_token_f
         raise RambootError("--tls-cert and --tls-key go together")
     address, port = _listen(listen)
     keys = Keys(machine_secret=read_secret(machine_secret),
-                admin_token=read_secret(admin_token_file, "admin token").decode())
+                admin_token=read_token(admin_token_file))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    ctx = Context(database=Database(database), keys=keys, inventory_path=inventory,
+    store = Database(database)
+    store.migrate()  # a database that cannot be used is one clear error, before listening
+    ctx = Context(database=store, keys=keys, inventory_path=inventory,
                   targets_factory=lambda inv: StandInTargets(inv, report_url=report_url),
                   discovery=discovery, tree=tree)
     config = uvicorn.Config(

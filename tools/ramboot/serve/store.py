@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,10 +205,3 @@ def machine(tx: Any, key: str, *, events: int = 500) -> dict[str, Any] | None:
         "SELECT stage, kind, summary, client, answered_at FROM answers WHERE machine_id = ? "
         "ORDER BY id DESC LIMIT 20", (row["id"],))
     return row
-
-
-def events_of(tx: Any, boot_id: str) -> Sequence[dict[str, Any]]:
-    rows: list[dict[str, Any]] = tx.all(
-        "SELECT boot_id, seq, event, digest FROM events WHERE boot_id = ? ORDER BY seq",
-        (boot_id,))
-    return rows
