@@ -35,6 +35,13 @@ from tests.serve.harness import running_serve, write_keys
 from tests.serve.loadgen import Connection, percentile, sims, storm, storm_inventory
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc): what a request costs, whatever
+    the other processes on a shared machine take."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ms(value: float) -> str:
     return f"{value * 1000:.1f} ms"
 
@@ -75,9 +82,11 @@ def run(kind: str, machines: int, progress: int, pace: float) -> None:
                 workdir / "s", url, keys=keys, inventory=storm_inventory(machines),
                 args=("--tree", str(tree))) as serve:
             load_before = os.getloadavg()[0]
+            cpu_before = cpu_seconds(serve.process.pid)
             stats = asyncio.run(storm(sims(machines, keys[2]), "127.0.0.1", serve.port,
                                       progress=progress, seconds=600, pace=pace))
             load_after = os.getloadavg()[0]
+            serve_cpu = cpu_seconds(serve.process.pid) - cpu_before
             floor = asyncio.run(static_floor(serve.port, machines, 10))
             seconds = stats.finished - stats.started
             events = len(stats.event)
@@ -92,6 +101,10 @@ def run(kind: str, machines: int, progress: int, pace: float) -> None:
         print(f"storm: {seconds:.2f} s, {len(stats.boot)} stage answers, {events} events "
               f"stored ({events / seconds:.0f} events/s, answers included: "
               f"{(events + len(stats.boot)) / seconds:.0f} requests/s), retries {stats.retries}")
+        requests = events + len(stats.boot)
+        print(f"serve CPU: {serve_cpu:.2f} s for {requests} requests = "
+              f"{1e6 * serve_cpu / requests:.0f} us each (one free core: "
+              f"~{requests / serve_cpu:.0f} requests/s)")
         for name, values in (("boot endpoint", stats.boot), ("event ingestion", stats.event),
                              ("static file (floor)", floor)):
             print(f"{name:20} p50 {ms(percentile(values, 0.5)):>9}  "

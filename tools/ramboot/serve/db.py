@@ -261,8 +261,12 @@ class Database:
             outcomes = [(False, failure)] * len(batch)
         self.batches += 1
         self.writes += len(batch)
+        # One wake-up of each event loop per group, not one per write.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for write, (ok, value) in zip(batch, outcomes, strict=True):
-            write.loop.call_soon_threadsafe(_settle, write.future, ok, value)
+            by_loop.setdefault(write.loop, []).append((write.future, ok, value))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -280,10 +284,11 @@ class Database:
         return fn(Tx(connection, self.dialect))
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in settled:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

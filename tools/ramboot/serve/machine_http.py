@@ -71,7 +71,7 @@ class MachineRequest:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(BODY_SECONDS):
+            async with asyncio.timeout(BODY_SECONDS):  # for the whole body, not per read
                 while True:
                     message = await self._receive()
                     if message["type"] == "http.disconnect":
