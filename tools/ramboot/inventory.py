@@ -25,6 +25,7 @@ RPI_MODEL_DTB = {
     "4b": "bcm2711-rpi-4-b.dtb",
     "400": "bcm2711-rpi-400.dtb",
     "cm4": "bcm2711-rpi-cm4.dtb",
+    "cm4s": "bcm2711-rpi-cm4s.dtb",
 }
 
 # The last console= is /dev/console, where the agent reports and the rescue
@@ -34,14 +35,29 @@ DEFAULT_CONSOLES = {
     "x86_64": ("tty0", "ttyS0,115200"),
 }
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_SERIAL_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
-_MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}$")
-_RAMBOOT_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+# Every pattern is used with fullmatch(): `$` would also match before a final
+# newline, and "pi-01\n" would then split a line of every generated file.
+_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_SERIAL_RE = re.compile(r"[0-9A-Fa-f]{8}")
+_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}")
+_RAMBOOT_KEY_RE = re.compile(r"[a-z][a-z0-9_-]*")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column (\d+)\)$")
-# Characters that would break a kernel command line, a config line or a quoted value.
+# A URL is RFC 3986 characters only: unreserved, reserved and %-escapes. That
+# leaves out blanks, quotes, backslash, `<>^`{|}` and anything non-ASCII, so
+# no URL can break a kernel command line, an iPXE word (no `${`), a quoted
+# dnsmasq value or a config line.
+_URL_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
+# A kernel or iPXE argument: printable ASCII without blanks, quotes or backslash.
+_ARG_RE = re.compile(r"[!#-&(-\[\]-~]+")
+# A DNS domain: dot-separated LDH labels (RFC 1123), at most 253 characters.
+_DOMAIN_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# A Linux interface name (IFNAMSIZ - 1), as dnsmasq and Kea take it.
+_INTERFACE_RE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
+# An absolute directory for dnsmasq's tftp-root= (a comma would end the value).
+_TFTP_ROOT_RE = re.compile(r"/[A-Za-z0-9_.@+=:/-]*")
+# iPXE reads these words as command separators and comments, not as arguments.
+_IPXE_SPECIAL_WORDS = ("||", "&&", ";")
 _PLACEHOLDER_IP = "192.0.2.0"  # stands in for a missing address while collecting problems
-_UNSAFE_CHARS = re.compile(r"[\s\"'\\\x00-\x1f\x7f]")
 
 
 class InventoryError(RambootError):
@@ -156,7 +172,7 @@ class _Bad(Exception):
 
 
 def normalise_mac(value: object) -> str:
-    if not isinstance(value, str) or not _MAC_RE.match(value):
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
         raise _Bad(f"{value!r} is not a MAC address (six hex pairs separated by ':' or '-')")
     mac = value.lower().replace("-", ":")
     if int(mac[:2], 16) & 1:
@@ -167,7 +183,7 @@ def normalise_mac(value: object) -> str:
 
 
 def normalise_serial(value: object) -> str:
-    if not isinstance(value, str) or not _SERIAL_RE.match(value):
+    if not isinstance(value, str) or not _SERIAL_RE.fullmatch(value):
         raise _Bad(
             f"{value!r} is not 8 hex digits (the bootloader uses the last 8 digits "
             "of the serial in /proc/cpuinfo)"
@@ -180,7 +196,7 @@ def check_name(value: object, what: str = "name") -> str:
         raise _Bad(f"{value!r} is not a string")
     if "/" in value or "\\" in value or "\x00" in value or value in {".", ".."}:
         raise _Bad(f"{value!r} would escape the output directory")
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise _Bad(
             f"{value!r} is not a valid {what} (letters, digits and '-', "
             "at most 63, not starting or ending with '-')"
@@ -191,13 +207,60 @@ def check_name(value: object, what: str = "name") -> str:
 def check_url(value: object) -> str:
     if not isinstance(value, str):
         raise _Bad(f"{value!r} is not a string")
-    if _UNSAFE_CHARS.search(value):
-        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
-    parts = urlsplit(value)
+    if not _URL_CHARS.fullmatch(value):
+        raise _Bad(
+            f"{value!r} contains whitespace, quotes, control or other characters a URL "
+            "may not hold (RFC 3986: percent-encode them)"
+        )
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as error:
+        raise _Bad(f"{value!r} is not a valid URL: {error}") from None
     if parts.scheme not in URL_SCHEMES:
         raise _Bad(f"{value!r}: scheme must be one of {', '.join(URL_SCHEMES)}")
-    if not parts.netloc:
+    if not parts.hostname:
         raise _Bad(f"{value!r} has no host")
+    return value
+
+
+def check_base_url(value: object) -> str:
+    """A URL that others are appended to: http(s), no query, no fragment."""
+    url = check_url(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise _Bad(f"{value!r} must be an http or https URL")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise _Bad(
+            f"{value!r} has a query or fragment: paths such as /hosts/<name>.ipxe are "
+            "appended to it"
+        )
+    return url
+
+
+def check_domain(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"{value!r} is not a string")
+    labels = value.removesuffix(".").split(".")
+    if len(value) > 253 or not all(_DOMAIN_LABEL_RE.fullmatch(label) for label in labels):
+        raise _Bad(f"{value!r} is not a domain name (dot-separated letters, digits and '-')")
+    return value
+
+
+def check_interface(value: object) -> str:
+    if not isinstance(value, str) or not _INTERFACE_RE.fullmatch(value):
+        raise _Bad(f"{value!r} is not a network interface name (at most 15 of A-Z a-z 0-9 _ . @ -)")
+    return value
+
+
+def check_tftp_root(value: object) -> str:
+    if not isinstance(value, str) or not _TFTP_ROOT_RE.fullmatch(value):
+        raise _Bad(
+            f"{value!r} is not an absolute path of letters, digits and _ . @ + = : / - "
+            "(dnsmasq's tftp-root= cannot hold blanks, quotes or commas)"
+        )
+    if "/../" in f"{value}/" or "//" in value:
+        raise _Bad(f"{value!r} must be a plain absolute path (no '..' or '//')")
     return value
 
 
@@ -217,10 +280,16 @@ def check_ipv4(value: object) -> str:
 
 
 def check_arg(value: object) -> str:
+    """One word of a kernel command line, also written into iPXE scripts."""
     if not isinstance(value, str) or not value:
         raise _Bad(f"{value!r} is not a non-empty string")
-    if _UNSAFE_CHARS.search(value):
-        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
+    if not _ARG_RE.fullmatch(value):
+        raise _Bad(
+            f"{value!r} contains whitespace, quotes, backslashes, control or non-ASCII "
+            "characters"
+        )
+    if value in _IPXE_SPECIAL_WORDS or value.startswith("#"):
+        raise _Bad(f"{value!r} would be read by iPXE as a separator or a comment, not an argument")
     return value
 
 
@@ -237,8 +306,9 @@ def check_relative_path(value: object) -> str:
     parts = value.split("/")
     if value.startswith("/") or ".." in parts or "\x00" in value or "" in parts:
         raise _Bad(f"{value!r} would escape the images directory")
-    if _UNSAFE_CHARS.search(value):
-        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
+    if not _URL_CHARS.fullmatch(value):
+        raise _Bad(f"{value!r} contains whitespace, quotes, control or other characters a URL "
+                   "may not hold")
     return value
 
 
@@ -324,20 +394,16 @@ def _servers(c: _Collector, raw: object) -> Servers:
             c.add("servers", f"{key}: missing")
     tftp = c.field("servers", "tftp", data.get("tftp", _PLACEHOLDER_IP), check_ipv4)
     base = data.get("http_base", "http://invalid")
-    http_base = c.field("servers", "http_base", base, check_url)
-    if http_base and not http_base.startswith(("http://", "https://")):
-        c.add("servers", f"http_base: {base!r} must be an http or https URL")
+    http_base = c.field("servers", "http_base", base, check_base_url)
     interface = data.get("dhcp_interface")
     if interface is not None:
-        interface = c.field("servers", "dhcp_interface", interface, check_arg)
+        interface = c.field("servers", "dhcp_interface", interface, check_interface)
     uefi = data.get("uefi_binary", "ipxe.efi")
     if uefi not in UEFI_BINARIES:
         c.add("servers", f"uefi_binary: {uefi!r} is not one of {', '.join(UEFI_BINARIES)}")
     tftp_root = data.get("tftp_root")
     if tftp_root is not None:
-        tftp_root = c.field("servers", "tftp_root", tftp_root, check_arg)
-        if tftp_root and not tftp_root.startswith("/"):
-            c.add("servers", f"tftp_root: {tftp_root!r} must be an absolute path")
+        tftp_root = c.field("servers", "tftp_root", tftp_root, check_tftp_root)
     report = data.get("report_url")
     if report is not None:
         report = c.field("servers", "report_url", report, check_report_url)
@@ -377,7 +443,7 @@ def _network(c: _Collector, raw: object) -> Network:
     dns = c.strings("network", "dns", data.get("dns", []), check_ipv4)
     domain = data.get("domain")
     if domain is not None:
-        domain = c.field("network", "domain", domain, check_arg)
+        domain = c.field("network", "domain", domain, check_domain)
     lease = c.field("network", "lease_time", data.get("lease_time", 3600), check_int, 60,
                     2**31 - 1)
     return Network(
@@ -474,6 +540,9 @@ def _profiles(c: _Collector, raw: object) -> dict[str, Profile]:
             kernel = c.field(where, "kernel", kernel, check_kernel_ref)
         args = c.strings(where, "args", body.get("args", []), check_arg)
         _check_agent_args(c, where, "args", args)
+        if any(ramboot_key(word) == "report" for word in args):
+            c.add(where, "args: ramboot.report= is set from each host's report_url")
+        _check_duplicate_keys(c, where, "profile's command line", [("args", args)])
         profiles[name] = Profile(
             name=name, kernel=kernel,
             initramfs=c.strings(where, "initramfs", body.get("initramfs", []), check_kernel_ref),
@@ -486,7 +555,7 @@ def _ramboot_keys(c: _Collector, where: str, raw: object) -> dict[str, str]:
     data = c.table(raw, f"{where}: ramboot")
     out: dict[str, str] = {}
     for key, raw_value in data.items():
-        if not _RAMBOOT_KEY_RE.match(key):
+        if not _RAMBOOT_KEY_RE.fullmatch(key):
             c.add(where, f"ramboot.{key}: not a valid key (lower-case letters, digits, '_', '-')")
             continue
         if key == "url":
@@ -521,9 +590,42 @@ def check_agent_words(value: object) -> str:
         settings = parse_cmdline(text)
     except ConfigError as error:
         raise _Bad(str(error)) from None
-    if settings.warnings:
-        raise _Bad(settings.warnings[0].split(" (known:")[0])
+    if settings.unknown:
+        from ramboot_agent.cmdline import KEYS  # noqa: PLC0415
+
+        known = ", ".join(f"ramboot.{key}" for key in KEYS)
+        raise _Bad(f"unknown kernel parameter {settings.unknown[0]} (the agent knows: {known})")
     return text
+
+
+def ramboot_key(word: str) -> str | None:
+    """The agent's name for the `ramboot.` key a kernel word sets, or None."""
+    param = word.split("=", 1)[0]
+    if not param.startswith("ramboot."):
+        return None
+    return param.removeprefix("ramboot.").replace("-", "_")
+
+
+def profile_args(profile: Profile, ramboot: Mapping[str, str]) -> tuple[str, ...]:
+    """A profile's arguments for one host: its `ramboot` table overrides the same keys."""
+    return tuple(word for word in profile.args if ramboot_key(word) not in ramboot)
+
+
+def _check_duplicate_keys(
+    c: _Collector, where: str, line: str, sources: list[tuple[str, tuple[str, ...]]]
+) -> None:
+    """A key twice on one command line: the agent takes the last and the first is dead text."""
+    seen: dict[str, str] = {}
+    for source, words in sources:
+        for word in words:
+            key = ramboot_key(word)
+            if key is None:
+                continue
+            if key in seen:
+                c.add(where, f"{source}: ramboot.{key} is already set by {seen[key]} on the "
+                      f"{line}; give each ramboot. key once")
+            else:
+                seen[key] = source
 
 
 def _check_agent_args(c: _Collector, where: str, key: str, words: tuple[str, ...]) -> None:
@@ -600,6 +702,20 @@ def _host(
         report = c.field(where, "report_url", report, check_report_url)
     else:
         report = servers.report_url
+    table = tuple(f"ramboot.{key}={value}" for key, value in sorted(ramboot.items()))
+    report_word = ("ramboot.report=<report_url>",) if report else ()
+    if family == "rpi4":
+        _check_duplicate_keys(c, where, "Pi's cmdline.txt", [
+            ("url", ("ramboot.url=<url>",)), ("report_url", report_word),
+            ("ramboot", table), ("kernel_args", args),
+        ])
+    chosen = profiles.get(profile) if url is None and isinstance(profile, str) else None
+    if chosen is not None and chosen.kernel is not None:
+        _check_duplicate_keys(c, where, f"command line of profile {chosen.name!r}'s kernel", [
+            (f"profile {chosen.name!r} args", profile_args(chosen, ramboot)),
+            ("report_url", report_word),
+            ("ramboot", table), ("kernel_args", args),
+        ])
     if name is None or family not in FAMILIES:
         return None
     return Host(

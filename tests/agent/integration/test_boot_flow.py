@@ -12,6 +12,8 @@ import re
 
 import pytest
 
+from tests.lib import kernels
+
 from .lab import BASE, REPORT_URL, AgentRun, BootLab, sha256
 
 pytestmark = pytest.mark.netns
@@ -34,7 +36,8 @@ def publish_chain(boot_lab: BootLab, kernel_size: int = 64 * 1024) -> dict[str, 
     boot_lab.publish("stage2/next.ipxe", SECOND)
     # Random bytes: a resumed download that splices wrongly cannot match by chance.
     return {
-        "vmlinuz": boot_lab.publish("vmlinuz", os.urandom(kernel_size)),
+        "vmlinuz": boot_lab.publish(
+            "vmlinuz", kernels.for_this_machine(size=1024) + os.urandom(kernel_size - 1024)),
         "initrd-a.cpio.gz": boot_lab.publish("initrd-a.cpio.gz", os.urandom(3000)),
         "initrd-b.cpio.gz": boot_lab.publish("initrd-b.cpio.gz", os.urandom(5001)),
     }

@@ -24,6 +24,7 @@ from ramboot_agent.errors import BootError
 from ramboot_agent.events import Reporter
 from ramboot_agent.kexec import BootSpec, Kexec, concatenate_initrds
 from tests.agent.io.servers import Site
+from tests.lib import kernels
 
 # A stand-in for kexec(8): logs its argv, then behaves as configured by
 # behaviour.json: {"-s": [exit, stderr], "-l": [...], "-e": [...]}; a load that
@@ -98,7 +99,7 @@ def fake(tmp_path: Path) -> FakeKexec:
 def spec(tmp_path: Path) -> BootSpec:
     boot = tmp_path / "boot"
     boot.mkdir()
-    (boot / "Image").write_bytes(b"MZ kernel image " * 64)
+    (boot / "Image").write_bytes(kernels.for_this_machine(size=1024))
     (boot / "rootfs.cpio.gz").write_bytes(b"\x1f\x8b" + b"r" * 4999)  # 5001 bytes
     (boot / "extra.cpio").write_bytes(b"070701" + b"e" * 506)  # 512 bytes
     return BootSpec(boot / "Image", [boot / "rootfs.cpio.gz", boot / "extra.cpio"],

@@ -50,3 +50,10 @@ def snapshot(root: Path) -> list[str]:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
             lines.append(f"{relative} file {mode} {digest}")
     return lines
+
+
+def render_text(text: str, images: Path, out: Path, workdir: Path) -> RenderResult:
+    """Render the inventory `text` (written to workdir/fleet.toml) into `out`."""
+    inventory = workdir / "fleet.toml"
+    inventory.write_text(text)
+    return render_fleet(images, out, inventory)

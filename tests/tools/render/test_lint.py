@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,46 @@ def test_plans_are_checked_with_the_agent_validator(tmp_path: Path, repo: Path) 
     assert result.exit_code != 0
     assert f"{bad}: actions[0].kernel: must be an object, not a number" in \
         str(result.exception)
+
+
+def test_lint_names_what_the_agent_cannot_do_with_lines(tmp_path: Path) -> None:
+    script = tmp_path / "fleet.ipxe"
+    script.write_text("#!ipxe\nvcreate --tag 12 net0 || echo no-vlan\nsanboot --no-describe\n"
+                      "sanboot iscsi:192.0.2.9::::iqn.2010-04.example:disk || exit 1\n"
+                      "imgverify a.ipxe a.ipxe.sig\nchain http://x/y##params\n${cmd} x\n"
+                      "echo ok ; login\n")
+    result = CliRunner().invoke(cli, ["lint", str(script)])
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert f"{script}:2: 'vcreate': the agent has no such command" in message
+    assert f"{script}:3:" not in message  # sanboot without a URL: the local disk
+    assert f"{script}:4: sanboot of a SAN URL" in message
+    assert f"{script}:5: imgverify: the agent cannot check CMS signatures" in message
+    assert f"{script}:6: chain: form parameters" in message
+    assert f"{script}:7:" not in message  # a command known only when it runs
+    assert f"{script}:8: login: there is no console" in message
+
+
+def test_lint_passes_the_real_world_corpus_commands_it_has(tmp_path: Path) -> None:
+    # The corpus uses commands the agent has, except where the test says so.
+    corpus = Path(__file__).resolve().parents[2] / "agent" / "ipxe" / "corpus"
+    result = CliRunner().invoke(cli, ["lint", str(corpus / "maas" / "config.local.ipxe"),
+                                      str(corpus / "ironic" / "boot.ipxe")])
+    assert result.exit_code == 0, result.output
+    warewulf = corpus / "warewulf" / "localdisk.ipxe"
+    result = CliRunner().invoke(cli, ["lint", str(warewulf)])
+    line = warewulf.read_text().splitlines().index("failsafe:") + 1
+    assert f"{warewulf}:{line}: 'failsafe:': the agent has no such command" in str(
+        result.exception)
+
+
+def test_lint_refuses_a_fifo_and_a_huge_file_without_reading_them(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.ipxe"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.ipxe"
+    with huge.open("wb") as stream:
+        stream.truncate(5 << 20)
+    result = CliRunner().invoke(cli, ["lint", str(fifo), str(huge)])
+    assert result.exit_code == 1
+    assert f"{fifo}: not a regular file" in str(result.exception)
+    assert f"{huge}: 5242880 bytes, larger than" in str(result.exception)

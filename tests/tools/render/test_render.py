@@ -31,10 +31,16 @@ def test_same_input_gives_same_bytes_and_modes(tmp_path: Path, images: Path) -> 
 
 def test_rerender_replaces_the_tree_whole(tmp_path: Path, images: Path) -> None:
     out = tmp_path / "out"
-    render_fleet(images, out)
-    (out / "stale-file").write_text("from an older render")
-    render_fleet(images, out)
-    assert not (out / "stale-file").exists()
+    inventory = tmp_path / "fleet.toml"
+    inventory.write_text(FLEET.read_text())
+    render_fleet(images, out, inventory)
+    assert (out / "tftp/0000cafe/config.txt").exists()
+    # A host removed from the inventory: its files were render's, they go.
+    text = FLEET.read_text()
+    start = text.index('[[hosts]]\nname = "cm4-07"')
+    inventory.write_text(text[:start] + text[text.index("[[hosts]]", start + 1):])
+    render_fleet(images, out, inventory)
+    assert not (out / "tftp/0000cafe").exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
     assert leftovers == []
 

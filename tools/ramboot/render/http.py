@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ramboot.errors import RambootError
-from ramboot.inventory import Host, Inventory, Profile
+from ramboot.inventory import Host, Inventory, Profile, profile_args
 from ramboot.render._writer import TreeWriter
 from ramboot.render.images import ImageSet
 from ramboot.render.templates import Templates
@@ -52,7 +52,7 @@ def boot_spec(
     args: list[str] = []
     if host is not None:
         args += [f"console={console}" for console in host.consoles]
-    args += profile.args
+    args += profile.args if host is None else profile_args(profile, dict(host.ramboot))
     if host is not None:
         if host.report_url:
             args.append(f"ramboot.report={host.report_url}")

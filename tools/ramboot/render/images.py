@@ -45,6 +45,7 @@ class X86Images:
 
 @dataclass
 class ImageSet:
+    root: Path = Path()
     rpi4: RpiImages | None = None
     x86_64: X86Images | None = None
     ipxe: dict[str, Path] = field(default_factory=dict)
@@ -64,8 +65,9 @@ def _board_dir(images: Path, board: str) -> Path:
 def find_images(images: Path, inventory: Inventory) -> ImageSet:
     if not images.is_dir():
         raise RambootError(f"{images}: --images is not a directory")
-    found = ImageSet()
+    found = ImageSet(root=images)
     missing: list[str] = []
+    top = images.resolve()
 
     def need(path: Path | None, what: str) -> Path:
         if path is None:
@@ -132,4 +134,24 @@ def find_images(images: Path, inventory: Inventory) -> ImageSet:
         raise RambootError(
             f"{images}: missing build artifacts: " + ", ".join(missing)
         )
+    _check_inputs(found, top)
     return found
+
+
+def _check_inputs(found: ImageSet, top: Path) -> None:
+    """Every input is a non-empty regular file that, resolved, lies inside --images:
+    the rendered tree is served, so it must never publish a file from elsewhere."""
+    paths: list[Path] = list(found.ipxe.values())
+    if found.rpi4 is not None:
+        paths += [found.rpi4.kernel, found.rpi4.initramfs, *found.rpi4.boot_files.values()]
+    if found.x86_64 is not None:
+        paths += [found.x86_64.kernel, found.x86_64.initramfs]
+    problems = []
+    for path in paths:
+        real = path.resolve()
+        if not real.is_relative_to(top):
+            problems.append(f"{path}: symlink leads outside --images (to {real})")
+        elif path.stat().st_size == 0:
+            problems.append(f"{path}: empty file (an interrupted build?)")
+    if problems:
+        raise RambootError("unusable build artifacts: " + "; ".join(problems))

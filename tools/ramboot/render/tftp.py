@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ramboot.inventory import Host, Inventory
 from ramboot.render._writer import TreeWriter
+from ramboot.render.escape import word
 from ramboot.render.images import ImageSet
 from ramboot.render.templates import Templates
 from ramboot.tokens import Tokens
@@ -32,7 +33,7 @@ def rpi_cmdline(inventory: Inventory, host: Host, tokens: Tokens | None = None) 
     if tokens is not None:
         words.append(tokens.cmdline_word(host.name))
     words += host.kernel_args
-    return " ".join(words)
+    return " ".join(word(w) for w in words)
 
 
 def render(
@@ -51,7 +52,7 @@ def render(
     for name, source in sorted(shared.items()):
         writer.copy(f"tftp/{name}", source)
     if rpi.overlays is not None:
-        writer.copy_tree("tftp/overlays", rpi.overlays)
+        writer.copy_tree("tftp/overlays", rpi.overlays, images.root)
     links = sorted(shared) + (["overlays"] if rpi.overlays is not None else [])
 
     for host in inventory.hosts:

@@ -3,6 +3,11 @@
 The swap is one renameat2(RENAME_EXCHANGE) when --out already exists, a plain
 rename otherwise: a reader of --out sees the old tree or the new one, never a
 mixture and never a half-written file.
+
+Render only replaces what it wrote: every tree it writes lists its entries in
+`.ramboot-render`, and an existing --out is replaced only when it is empty or
+holds exactly what such a list names (`--out .` in a directory holding the
+inventory is refused, as is a rendered tree someone added a file to).
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from ramboot.errors import RambootError
 from ramboot.inventory import Inventory
 from ramboot.render import bootconf, dnsmasq, http, kea, kea_ha, tftp
 from ramboot.render._writer import DIR_MODE, TreeWriter
-from ramboot.render.images import find_images
+from ramboot.render.images import ImageSet, find_images
 from ramboot.render.templates import Templates
 from ramboot.tokens import Tokens
 
+MARKER = ".ramboot-render"
+_MARKER_HEADER = (
+    "# Written by `ramboot render`, which replaces this directory whole next time;\n"
+    "# it refuses to if the directory holds anything not listed here.\n"
+)
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -65,41 +75,89 @@ def render_tree(
     templates = Templates(templates_dir)
     tokens = Tokens(machine_secret) if machine_secret is not None else None
     out = out.absolute()
-    if out.exists() and not out.is_dir():
-        raise RambootError(f"{out}: --out exists and is not a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    check_replaceable(out)
     try:
-        staging.chmod(DIR_MODE)
-        result = RenderResult(out=out, warnings=list(images.warnings))
-        writer = TreeWriter(staging)
-        try:
-            tftp.render(inventory, images, writer, templates, tokens)
-            result.scripts = http.render(inventory, images, writer, templates)
-            if inventory.dhcp_ha is not None:
-                kea_ha.render(inventory, writer, tokens)
-            else:
-                kea.render(inventory, writer, tokens)
-            dnsmasq.render(inventory, writer, templates, tokens)
-            if "rpi4" in inventory.families:
-                result.warnings += bootconf.render(inventory, writer, templates)
-            writer.finish()
-        finally:
-            writer.close()
-        if check_script is not None:
-            problems = [
-                problem for path, text in sorted(result.scripts.items())
-                for problem in check_script(path, text)
-            ]
-            if problems:
-                raise RambootError("rendered iPXE scripts do not lint:\n  " + "\n  ".join(problems))
-        if out.exists():
-            _exchange(staging, out)  # staging now holds the previous tree
-        else:
-            staging.rename(out)
-            staging = None  # type: ignore[assignment]
-        return result
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    except OSError as error:
+        raise RambootError(f"{out.parent}: cannot create the output: {error.strerror}") from None
+    try:
+        return _render_into(staging, inventory, images, templates, out=out,
+                            check_script=check_script, tokens=tokens)
+    except OSError as error:
+        name = f" {error.filename}" if error.filename else ""
+        raise RambootError(
+            f"{out}: rendering failed, the old tree is untouched:{name}: {error.strerror}"
+        ) from None
     finally:
-        if staging is not None:
-            with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(staging)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(staging)
+
+
+def _render_into(
+    staging: Path, inventory: Inventory, images: ImageSet, templates: Templates, *, out: Path,
+    check_script: ScriptCheck | None, tokens: Tokens | None,
+) -> RenderResult:
+    """Render into `staging`, then swap it with `out` (staging then holds the old tree)."""
+    staging.chmod(DIR_MODE)
+    result = RenderResult(out=out, warnings=list(images.warnings))
+    writer = TreeWriter(staging)
+    try:
+        tftp.render(inventory, images, writer, templates, tokens)
+        result.scripts = http.render(inventory, images, writer, templates)
+        if inventory.dhcp_ha is not None:
+            kea_ha.render(inventory, writer, tokens)
+        else:
+            kea.render(inventory, writer, tokens)
+        dnsmasq.render(inventory, writer, templates, tokens)
+        if "rpi4" in inventory.families:
+            result.warnings += bootconf.render(inventory, writer, templates)
+        writer.finish()
+        writer.text(MARKER, _MARKER_HEADER + "".join(f"{p}\n" for p in sorted(writer.created)))
+        writer.finish()
+    finally:
+        writer.close()
+    if check_script is not None:
+        problems = [
+            problem for path, text in sorted(result.scripts.items())
+            for problem in check_script(path, text)
+        ]
+        if problems:
+            raise RambootError("rendered iPXE scripts do not lint:\n  " + "\n  ".join(problems))
+    if out.exists():
+        check_replaceable(out)  # again: the render took a while
+        _exchange(staging, out)  # staging now holds the previous tree
+    else:
+        staging.rename(out)
+    return result
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse to replace `out` unless it is missing, empty, or exactly a tree render wrote."""
+    if out.is_symlink():
+        raise RambootError(f"{out}: --out is a symlink; give the directory it names instead")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise RambootError(f"{out}: --out exists and is not a directory")
+    entries: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(out):
+        base = os.path.relpath(dirpath, out)
+        prefix = "" if base == "." else f"{base}/"
+        entries.update(prefix + name for name in (*dirnames, *filenames))
+    if not entries:
+        return
+    marker = out / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        raise RambootError(
+            f"{out}: refusing to replace --out: ramboot render did not write it (no {MARKER}); "
+            "give a new or empty directory"
+        )
+    listed = set(marker.read_text(encoding="utf-8", errors="replace").splitlines())
+    extra = sorted(entries - listed - {MARKER})
+    if extra:
+        shown = ", ".join(repr(name) for name in extra[:3])
+        raise RambootError(
+            f"{out}: refusing to replace --out: {len(extra)} entries that ramboot render did "
+            f"not write would be lost ({shown}); move them out first"
+        )

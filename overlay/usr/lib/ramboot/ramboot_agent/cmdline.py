@@ -40,6 +40,9 @@ class Settings:
     token: str | None = None
     bootif: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # The `ramboot.*` parameters it did not know, as written (for tools: the
+    # inventory check reads these, never the warning text).
+    unknown: tuple[str, ...] = field(default=(), compare=False)
 
 
 def split_cmdline(text: str) -> list[tuple[str, str | None]]:
@@ -190,6 +193,7 @@ def parse_cmdline(text: str) -> Settings:
     """Settings from a kernel command line; ConfigError names the offending key."""
     values: dict[str, Any] = {}
     warnings: list[str] = []
+    unknown: list[str] = []
     for param, value in split_cmdline(text):
         if param == "BOOTIF":
             values["bootif"] = normalize_bootif(_required(param, value))
@@ -198,12 +202,13 @@ def parse_cmdline(text: str) -> Settings:
             continue
         name = param.removeprefix("ramboot.").replace("-", "_")
         if name not in KEYS:
+            unknown.append(param)
             warnings.append(f"unknown kernel parameter {param} ignored (known: "
                             + ", ".join(f"ramboot.{key}" for key in KEYS) + ")")
             continue
         field_name, parse = KEYS[name]
         values[field_name] = parse(param, value)  # the last occurrence wins, as in the kernel
-    return Settings(**values, warnings=tuple(warnings))
+    return Settings(**values, warnings=tuple(warnings), unknown=tuple(unknown))
 
 
 def load_cmdline(path: str | Path = "/proc/cmdline") -> Settings:

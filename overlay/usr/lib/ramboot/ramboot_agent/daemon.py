@@ -94,14 +94,17 @@ def document_kind(data: bytes, url: str) -> str:
 
 
 def script_settings(identity: dict[str, str], lease: Lease) -> Any:
-    """The settings a boot script starts with: identity, then every DHCP option."""
+    """The settings a boot script starts with: what iPXE knows of the machine
+    (net0's device, memsize, version), identity, then every DHCP option."""
+    from ramboot_agent.ipxe.platform_settings import platform_settings  # noqa: PLC0415
     from ramboot_agent.ipxe.settings import SettingError, build_settings  # noqa: PLC0415
 
     extra = {"next-server": lease.next_server} if lease.next_server else {}
     if lease.boot_file:
         extra["filename"] = lease.boot_file
     try:
-        return build_settings(identity, lease.options, extra)
+        return build_settings({**platform_settings(lease.interface), **identity},
+                              lease.options, extra)
     except SettingError as error:
         raise ConfigError(f"DHCP lease of {lease.interface}: {error}") from None
 
@@ -211,9 +214,13 @@ class BootFlow:
 
         interpreter = Interpreter(
             script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,
-            download_dir=download_dir, plan_runner=plans,
+            download_dir=download_dir, interface=lease.interface, plan_runner=plans,
         )
-        result = interpreter.run_text(data.decode("utf-8", errors="replace"), url)
+        # Relative URLs resolve against where redirects led, as in iPXE.
+        base = getattr(fetched, "final_url", None) or url
+        result = interpreter.run_text(data.decode("utf-8", errors="replace"), base)
+        if result.localboot is not None:
+            return boot_next_device(result.localboot, reporter)
         return self.finish(result.outcome, url)
 
     def finish(self, outcome: Any, url: str) -> int:
@@ -240,6 +247,20 @@ class BootFlow:
             rescue.power(outcome.value)
             return rescue.EXIT_RESCUE
         raise ScriptError(url, None, "the script ended without booting a kernel")
+
+
+def boot_next_device(request: Any, reporter: Any) -> int:
+    """The one place a script's "boot the local disk" arrives: `exit N` (iPXE
+    hands back to the firmware's next boot device) or `sanboot` of a BIOS drive.
+
+    The agent cannot boot a disk yet (the provisioning plans' `localboot`
+    action will): for now this reports what was asked and ends in the rescue
+    path, with a message that says so.
+    """
+    reporter.emit("localboot-requested", url=request.url, line=request.line,
+                  command=request.command, drive=request.drive, status=request.status)
+    raise AgentError(f"{request.describe()}; this agent cannot boot a local disk yet "
+                     "(no localboot action): staying in ramboot")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -191,6 +192,9 @@ class Kexec:
         for path in (spec.kernel, *spec.initrds):
             if not path.is_file():
                 raise BootError(f"cannot load {path}: no such file")
+        # Never hand kexec an HTML page, an iPXE binary or an initramfs.
+        from ramboot_agent import arch, kernel_image  # noqa: PLC0415
+        kernel_image.require_kernel(spec.kernel, buildarch=arch.buildarch(os.uname().machine))
         if self.dry_run:
             log.info("dry run, would load:\n%s", self.describe(spec))
             self.dry_run_spec = spec
