@@ -1,9 +1,11 @@
 """The database: SQLite (WAL) by default, PostgreSQL for several replicas; one code path.
 
 Writes go through one writer thread per process that commits them in groups:
-it takes every write waiting (up to `batch_limit`), runs each in its own
-savepoint (one failing write does not undo the others), commits once, and
-only then answers them all. A request is acknowledged after its COMMIT
+it takes every write waiting (up to `batch_limit`), runs them in one
+transaction, commits once, and only then answers them all. Should one write
+raise (a conflicting event), the group is rolled back and run again with each
+write in its own savepoint, so that one fails alone; the common case pays for
+no savepoints. A request is acknowledged after its COMMIT
 returned: with SQLite's `synchronous=FULL` the WAL is on disk by then, and
 PostgreSQL's commit is durable by default. One fsync carries a whole group,
 which is what lets a single process store thousands of events a second.
@@ -238,12 +240,20 @@ class Database:
                 self._commit_group(connection, batch)
         connection.close()
 
-    def _commit_group(self, connection: Any, batch: list[_Write]) -> None:
+    def _run_group(self, tx: Tx, batch: list[_Write], *, isolate: bool) -> list[tuple[bool, Any]]:
+        """Run every write of `batch` in one transaction and commit it.
+
+        isolate=False: the fast path, no savepoints; the first write that raises
+        makes it raise `_Retry` (after a rollback). isolate=True: each write in
+        its own savepoint, so one that fails leaves the others.
+        """
         outcomes: list[tuple[bool, Any]] = []
-        tx = Tx(connection, self.dialect)
+        tx.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
         try:
-            tx.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
             for write in batch:
+                if not isolate:
+                    outcomes.append((True, write.fn(tx)))
+                    continue
                 tx.execute("SAVEPOINT one")
                 try:
                     outcomes.append((True, write.fn(tx)))
@@ -253,10 +263,23 @@ class Database:
                     tx.execute("RELEASE SAVEPOINT one")
                     outcomes.append((False, error))
             tx.execute("COMMIT")
-        except Exception as error:
-            log.error("database: a group of %d write(s) failed: %s", len(batch), error)
+        except Exception:
             with contextlib.suppress(Exception):
                 tx.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _commit_group(self, connection: Any, batch: list[_Write]) -> None:
+        tx = Tx(connection, self.dialect)
+        try:
+            try:
+                outcomes = self._run_group(tx, batch, isolate=False)
+            except Exception:
+                # Some write refused (a conflict, a bad row): nothing was kept;
+                # run the group again with each write in its own savepoint.
+                outcomes = self._run_group(tx, batch, isolate=True)
+        except Exception as error:
+            log.error("database: a group of %d write(s) failed: %s", len(batch), error)
             failure = DatabaseError(f"database write failed: {error}")
             outcomes = [(False, failure)] * len(batch)
         self.batches += 1
