@@ -78,7 +78,8 @@ def _click_options(path: list[str]) -> tuple[click.Command, set[str]] | None:
         if not isinstance(group, click.Group) or name not in group.commands:
             return None
         group = group.commands[name]
-    options = {opt for param in group.params for opt in getattr(param, "opts", [])}
+    options = {opt for param in group.params
+               for opt in (*getattr(param, "opts", []), *getattr(param, "secondary_opts", []))}
     return group, options | {"--help"}
 
 

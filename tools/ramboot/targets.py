@@ -128,18 +128,26 @@ def boots_disk_at_stage1(host: Host, *, provisioned: bool) -> bool:
     return host.target.kind == "disk" or (provisioned and host.target.kind == "install")
 
 
-def ramboot_args(host: Host) -> tuple[str, ...]:
-    """ramboot's kernel command line for `host`, after its consoles (the last one wins)."""
+def ramboot_args(host: Host, token: str | None = None) -> tuple[str, ...]:
+    """ramboot's kernel command line for `host`, after its consoles (the last one wins).
+
+    `token` is the host's machine token for `ramboot serve` (`ramboot.token=`): given
+    only where the document is not public (serve's answers, the Pi's TFTP directory),
+    never in the rendered HTTP tree.
+    """
     words = [f"console={console}" for console in host.consoles]
     if host.report_url:
         words.append(f"ramboot.report={host.report_url}")
     words += [f"ramboot.{key}={value}" for key, value in host.ramboot]
+    if token is not None:
+        words.append(f"ramboot.token={token}")
     words += host.kernel_args
     return tuple(words)
 
 
 def stage1(
     inventory: Inventory, host: Host, *, provisioned: bool, templates: Any = None,
+    token: str | None = None,
 ) -> Document:
     """The iPXE script an x86_64 host gets at stage 1.
 
@@ -147,6 +155,7 @@ def stage1(
     words), or, when `boots_disk_at_stage1`, a script that tells the embedded
     ramboot.ipxe to return to the firmware (`ramboot-next` = `disk`), which then
     boots the next device. A Raspberry Pi has no iPXE stage: see `pi_boot_files`.
+    `token` goes on ramboot's command line (`ramboot_args`).
     """
     if host.family == "rpi4":
         raise TargetError([
@@ -162,32 +171,36 @@ def stage1(
         spec = BootSpec(
             kernel=image_url(inventory, f"{host.family}/{RAMBOOT_KERNELS[host.family]}"),
             initrds=(image_url(inventory, f"{host.family}/{RAMBOOT_INITRAMFS}"),),
-            args=ramboot_args(host), chain=None,
+            args=ramboot_args(host, token), chain=None,
         )
         text = templates.render("ipxe/stage1.ipxe.j2", host=host, source=source, spec=spec,
                                 target=describe(host.target))
     return Document(IPXE_CONTENT_TYPE, text.encode("utf-8"))
 
 
-def pi_cmdline(inventory: Inventory, host: Host) -> str:
+def pi_cmdline(inventory: Inventory, host: Host, token: str | None = None) -> str:
     """A Pi's cmdline.txt: ramboot's words, and its stage 2 as `ramboot.url=`.
 
     The board's TFTP directory is its own, so the URL is written there as well as
     sent by DHCP: a board without a MAC in the inventory still finds its target.
+    `token` (`ramboot.token=`, from `render --machine-secret`) is how its agent
+    proves to `ramboot serve` which host it is.
     """
     words = [f"console={console}" for console in host.consoles]
     words.append(f"ramboot.url={stage2_url(inventory, host)}")
-    return " ".join(word(w) for w in [*words, *ramboot_args(host)[len(host.consoles):]])
+    rest = ramboot_args(host, token)[len(host.consoles):]
+    return " ".join(word(w) for w in [*words, *rest])
 
 
 def pi_boot_files(
     inventory: Inventory, host: Host, *, kernel: str, initramfs: str, templates: Any = None,
+    token: str | None = None,
 ) -> dict[str, str]:
     """A Pi's stage 1: config.txt and cmdline.txt of its tftp/<serial>/ directory."""
     templates = templates or _default_templates()
     config = templates.render("rpi4/config.txt.j2", host=host, source=inventory.path.name,
                               kernel=kernel, initramfs=initramfs)
-    return {"config.txt": config, "cmdline.txt": pi_cmdline(inventory, host) + "\n"}
+    return {"config.txt": config, "cmdline.txt": pi_cmdline(inventory, host, token) + "\n"}
 
 
 # --- stage 2 ---------------------------------------------------------------------------

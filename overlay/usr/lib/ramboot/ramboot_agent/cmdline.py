@@ -45,6 +45,7 @@ class Settings:
     dhcp_timeout: float = 60.0
     interfaces: tuple[str, ...] = ()
     ssh_authorized_keys: str | None = None
+    token: str | None = None
     bootif: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
     # The `ramboot.*` parameters it did not know, as written (for tools: the
@@ -211,6 +212,16 @@ def _text(key: str, value: str | None) -> str:
     return _required(key, value)
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+
+
+def _token(key: str, value: str | None) -> str:
+    text = _required(key, value)
+    if not _TOKEN.fullmatch(text):
+        raise ConfigError(f"{key}=...: a token is 16 to 256 letters, digits or ._~+/=-")
+    return text
+
+
 # `ramboot.<key>` -> (Settings field, parser)
 KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "url": ("url", _url),
@@ -225,6 +236,7 @@ KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "dhcp_timeout": ("dhcp_timeout", _seconds),
     "iface": ("interfaces", _interfaces),
     "ssh_authorized_keys": ("ssh_authorized_keys", _text),
+    "token": ("token", _token),
 }
 
 

@@ -1,0 +1,78 @@
+"""`render --machine-secret`: each machine's token where it reads it, never in the HTTP tree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ramboot.errors import RambootError
+from ramboot.inventory import load_inventory, parse_inventory
+from ramboot.render.tree import render_tree
+from ramboot.tokens import fleet_token, host_token, read_secret, with_token
+from tests.tools.render.helpers import FLEET, make_images
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+def test_tokens_go_to_dhcp_and_cmdline_only(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    render_tree(load_inventory(FLEET), make_images(tmp_path / "images"), out,
+                machine_secret=SECRET)
+    srv, pi, fleet = host_token(SECRET, "srv-01"), host_token(SECRET, "pi-01"), fleet_token(SECRET)
+    def value(option: dict[str, str]) -> str:  # Kea string options are written as hex
+        data = option["data"]
+        return bytes.fromhex(data).decode() if option.get("csv-format") is False else data
+
+    kea = json.loads("\n".join(line for line in (out / "dhcp/kea-dhcp4.json").read_text()
+                               .splitlines() if not line.startswith("//")))
+    subnet = kea["Dhcp4"]["subnet4"][0]
+    [pool_report] = [value(o) for o in subnet["option-data"] if o["name"] == "ramboot-report"]
+    assert pool_report == f"http://ramboot:{fleet}@192.0.2.1:8080/events"
+    srv_options = {o["name"]: value(o) for r in subnet["reservations"]
+                   if r["hostname"] == "srv-01" for o in r["option-data"]}
+    assert srv_options["ramboot-url"] == \
+        f"http://ramboot:{srv}@192.0.2.1/ramboot/hosts/srv-01.ipxe"
+    assert srv_options["ramboot-report"] == f"https://ramboot:{srv}@192.0.2.1:8443/srv-events"
+    dnsmasq = (out / "dhcp/dnsmasq.conf").read_text()
+    assert f'225,"http://ramboot:{fleet}@192.0.2.1:8080/events"' in dnsmasq
+    assert f"224,\"http://ramboot:{srv}@192.0.2.1/ramboot/hosts/srv-01.ipxe\"" in dnsmasq
+    cmdline = (out / "tftp/1a2b3c4d/cmdline.txt").read_text().split()
+    assert cmdline[-1] == f"ramboot.token={pi}" or f"ramboot.token={pi}" in cmdline
+    # The HTTP tree is public: no token in any of its files.
+    for path in (out / "http").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert all(t.encode() not in data for t in (srv, pi, fleet)), path
+
+
+def test_without_a_secret_nothing_changes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    render_tree(load_inventory(FLEET), make_images(tmp_path / "images"), out)
+    assert "ramboot:" not in (out / "dhcp/kea-dhcp4.json").read_text()
+    assert "ramboot.token" not in (out / "tftp/1a2b3c4d/cmdline.txt").read_text()
+
+
+def test_no_token_in_the_inventory(tmp_path: Path) -> None:
+    text = FLEET.read_text().replace("ramboot = { debug = 1 }",
+                                     'ramboot = { debug = 1, token = "0123456789abcdef0" }')
+    with pytest.raises(RambootError, match="machine tokens come from"):
+        parse_inventory(text, tmp_path / "fleet.toml")
+
+
+def test_with_token_and_secret_files(tmp_path: Path) -> None:
+    assert with_token("http://h:8080/boot", "t") == "http://ramboot:t@h:8080/boot"
+    assert with_token("tftp://h/x", "t") == "tftp://h/x"
+    assert with_token("http://u:p@h/x", "t") == "http://u:p@h/x"
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"short")
+    secret.chmod(0o600)
+    with pytest.raises(RambootError, match="at least 16"):
+        read_secret(secret)
+    secret.write_bytes(SECRET)
+    secret.chmod(0o644)
+    with pytest.raises(RambootError, match="readable by everyone"):
+        read_secret(secret)
+    secret.chmod(0o600)
+    assert read_secret(secret) == SECRET

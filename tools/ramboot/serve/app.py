@@ -1,0 +1,83 @@
+"""The Starlette application: routes, the rendered tree, the web page, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ramboot.serve import api, web
+from ramboot.serve.boot import boot
+from ramboot.serve.context import Context
+from ramboot.serve.http import HttpError, error_response
+from ramboot.serve.ingest import ingest
+from ramboot.serve.machine_http import ASGIApp, MachineEndpoints, MachineRequest, Reply
+
+log = logging.getLogger("ramboot.serve")
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HttpError)
+    return error_response(error)
+
+
+async def _starlette_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return JSONResponse({"error": error.detail, "status": error.status_code},
+                        status_code=error.status_code, headers=error.headers)
+
+
+async def _internal_error(request: Request, error: Exception) -> Response:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
+    return JSONResponse({"error": f"internal error: {type(error).__name__}", "status": 500},
+                        status_code=500)
+
+
+def create_app(ctx: Context, *, handle_signals: bool = True) -> ASGIApp:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ctx.database.start()
+        ctx.changed = asyncio.Event()  # bound to the serving loop
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            loop.add_signal_handler(signal.SIGHUP, ctx.reload)
+        try:
+            yield
+        finally:
+            if handle_signals:
+                loop.remove_signal_handler(signal.SIGHUP)
+            ctx.database.stop()
+
+    routes: list[Route | Mount] = [
+        Route("/healthz", api.health, methods=["GET"]),
+        Route("/api/fleet", api.fleet, methods=["GET"]),
+        Route("/api/machines/{name:str}", api.machine, methods=["GET"]),
+        Route("/api/machines/{host:str}/reinstall", api.reinstall, methods=["POST"]),
+        Route("/ui", lambda request: RedirectResponse("/ui/"), methods=["GET"]),
+        Mount("/ui", StaticFiles(directory=web.directory(), html=True), name="ui"),
+    ]
+    if ctx.tree is not None:
+        routes.append(Mount("/", StaticFiles(directory=Path(ctx.tree)), name="tree"))
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        HttpError: _http_error, HTTPException: _starlette_error, Exception: _internal_error,
+    })
+    app.state.ctx = ctx
+
+    async def boot_handler(request: MachineRequest) -> Reply:
+        return await boot(ctx, request)
+
+    async def ingest_handler(request: MachineRequest) -> Reply:
+        return await ingest(ctx, request)
+
+    return MachineEndpoints(app, {"/boot": ("GET", boot_handler),
+                                  "/events": ("POST", ingest_handler)})
