@@ -826,6 +826,9 @@ def _host(
     if any(word.startswith("ramboot.url=") for word in args):
         c.add(where, "kernel_args: ramboot.url= is the host's stage 2, rendered from its "
               "target: to send it elsewhere, use a target of kind \"plan\" or \"script\"")
+    if any(word.startswith("ramboot.token=") for word in args):
+        c.add(where, "kernel_args: ramboot.token=: machine tokens come from `ramboot render "
+              "--machine-secret FILE`, never from the inventory")
     ramboot = _ramboot_keys(c, where, merged.get("ramboot"))
     # The host's own, else [defaults]', else the fleet-wide one in [servers].
     report = merged.get("report_url")
