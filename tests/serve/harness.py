@@ -24,6 +24,9 @@ from ramboot.tokens import fleet_token, host_token
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "admin-7f3a9c2e5b1d4086"
 
+# Targets the agent in this tree can run (kexec) and some it cannot yet (install):
+# serve answers the first ones; stage 2 of the others is refused as render refuses
+# it, until the agent has their actions (tests/lib/plankinds.py).
 INVENTORY = """
 [servers]
 tftp = "192.0.2.1"
@@ -34,28 +37,75 @@ report_url = "http://192.0.2.1:8080/events"
 subnet = "192.0.2.0/24"
 pool = ["192.0.2.100", "192.0.2.199"]
 
-[profiles.ramboot-x86]
+[profiles.second-x86]
+kind = "kexec"
 kernel = "x86_64/bzImage"
-initramfs = ["x86_64/rootfs.cpio.gz"]
+initrds = ["http://192.0.2.1:8080/second/second-stage.cpio.gz"]
+cmdline = "console=ttyS0 quiet"
 
-[profiles.ramboot-pi]
+[profiles.second-pi]
+kind = "kexec"
 kernel = "rpi4/Image"
-initramfs = ["rpi4/rootfs.cpio.gz"]
+initrds = ["http://192.0.2.1:8080/second/second-stage.cpio.gz"]
+cmdline = "console=ttyAMA0 quiet"
+
+[profiles.debian]
+kind = "install"
+url = "http://192.0.2.1:8080/os/debian-12.img"
+digest = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+disk = { path = "/dev/sda" }
+method = "kexec"
+
+[profiles.pi-sd]
+kind = "install"
+url = "http://192.0.2.1:8080/os/raspios.img"
+digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+disk = { bus = "mmc" }
 
 [[hosts]]
 name = "srv-01"
 family = "x86_64"
 macs = ["52:54:00:00:0b:01"]
-profile = "ramboot-x86"
+profile = "second-x86"
 
 [[hosts]]
 name = "pi-01"
 family = "rpi4"
 serial = "1a2b3c4d"
-profile = "ramboot-pi"
+profile = "second-pi"
+
+[[hosts]]
+name = "srv-02"
+family = "x86_64"
+macs = ["52:54:00:00:0b:02"]
+profile = "debian"
+
+[[hosts]]
+name = "srv-03"
+family = "x86_64"
+macs = ["52:54:00:00:0b:03"]
+target = { kind = "disk", disk = { path = "/dev/sda" } }
+
+[[hosts]]
+name = "srv-04"
+family = "x86_64"
+macs = ["52:54:00:00:0b:04"]
+profile = "debian"
+provisioned = true
+
+[[hosts]]
+name = "pi-02"
+family = "rpi4"
+serial = "2b3c4d5e"
+profile = "pi-sd"
 """
 SRV_MAC = "52:54:00:00:0b:01"
 PI_SERIAL = "1a2b3c4d"
+INSTALL_MAC = "52:54:00:00:0b:02"  # srv-02, an install target
+DISK_MAC = "52:54:00:00:0b:03"  # srv-03, its disk
+INSTALLED_MAC = "52:54:00:00:0b:04"  # srv-04, provisioned = true in the inventory
+PI_INSTALL_SERIAL = "2b3c4d5e"  # pi-02, an install target
+RAMBOOT_CLI = Path(sys.executable).with_name("ramboot")  # the console script, as shipped
 
 
 def free_port() -> int:
@@ -207,7 +257,7 @@ def running_serve(workdir: Path, database: str, *, inventory: str = INVENTORY,
     secret_path, admin_path, secret = keys or write_keys(workdir)
     port = port or free_port()
     log_path = workdir / f"serve-{port}.log"
-    argv = [sys.executable, "-m", "tests.serve.runner", str(inventory_path),
+    argv = [str(RAMBOOT_CLI), "serve", str(inventory_path),
             "--database", database, "--machine-secret", str(secret_path),
             "--admin-token", str(admin_path), "--listen", f"127.0.0.1:{port}", *args]
     with log_path.open("ab") as log:

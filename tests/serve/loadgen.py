@@ -59,12 +59,19 @@ def storm_mac(index: int) -> str:
 def storm_inventory(count: int, prefix: str = "m") -> str:
     parts = ['[servers]\ntftp = "192.0.2.1"\nhttp_base = "http://192.0.2.1:8080"\n'
              '[network]\nsubnet = "192.0.2.0/24"\npool = ["192.0.2.100", "192.0.2.199"]\n'
-             '[profiles.ramboot]\nkernel = "x86_64/bzImage"\n'
-             'initramfs = ["x86_64/rootfs.cpio.gz"]\n']
+             '[profiles.second]\nkind = "kexec"\nkernel = "x86_64/bzImage"\n'
+             'initrds = ["http://192.0.2.1:8080/second/second-stage.cpio.gz"]\n']
     for index in range(count):
         parts.append(f'[[hosts]]\nname = "{prefix}{index:04d}"\nfamily = "x86_64"\n'
-                     f'macs = ["{storm_mac(index)}"]\nprofile = "ramboot"\n')
+                     f'macs = ["{storm_mac(index)}"]\nprofile = "second"\n')
     return "\n".join(parts)
+
+
+def answer_of(host: str, stage: str) -> bytes:
+    """What names `host` in its stage 1 script (targets.py's template) or stage 2 plan."""
+    if not stage:
+        return f"# ramboot host '{host}' (x86_64), stage 1".encode()
+    return f'"description": "{host}: '.encode()
 
 
 class Connection:
@@ -160,8 +167,7 @@ async def machine(sim: Sim, host: str, ports: list[int], stats: Stats, *, progre
             query = f"/boot?mac={sim.mac}&buildarch=x86_64{stage}"
             status, body = await connection.request("GET", query, sim.token)
             stats.boot.append(time.perf_counter() - began)
-            expected = "stage 1 for " if not stage else "target of "
-            if status != 200 or (expected + sim.host).encode() not in body:
+            if status != 200 or answer_of(sim.host, stage) not in body:
                 stats.wrong.append(f"{sim.host}{stage}: HTTP {status} {body[:80]!r}")
 
         await _with_retry(stats, deadline, lambda: ask(""))

@@ -48,7 +48,8 @@ def test_fetcher_sends_the_token_to_the_control_plane_only(serve: Serve) -> None
         boot_url = f"{serve.url}/boot?mac={SRV_MAC}&buildarch=x86_64&stage=agent"
         fetcher.authorize(boot_url, token)
         fetched = fetcher.fetch_bytes(boot_url, max_size=1 << 20)
-        assert json.loads(fetched.data or b"")["description"] == "target of srv-01"
+        assert json.loads(fetched.data or b"")["description"] == \
+            "srv-01: boot the kernel x86_64/bzImage"
         assert fetcher.fetch_bytes(other.url("/image"), max_size=1 << 20).data == b"image bytes"
         [(_, path, headers)] = other.requests
         assert path == "/image"

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.harness import SRV_MAC, Reply, Serve, event_body, new_boot_id, running_serve
+from tests.serve.harness import (
+    INSTALL_MAC,
+    SRV_MAC,
+    Reply,
+    Serve,
+    event_body,
+    new_boot_id,
+    running_serve,
+)
 
 SRV = {"mac": SRV_MAC, "buildarch": "x86_64"}
 
@@ -131,6 +139,36 @@ def test_boot_refused(serve: Serve) -> None:
     check(serve, before, serve.boot(SRV, token=token, stage="agent2"), 400, "stage")
     check(serve, before, serve.boot(SRV, token=token, hostname="x" * 5000), 414, "query")
     check(serve, before, serve.request("POST", "/boot", token=token), 405, "")
+
+
+def test_stage_urls_refused(serve: Serve) -> None:
+    """The per-host stage URLs render writes into DHCP: the host's token only, the
+    agent never stage 1, no other machine's identity, nothing else under stage1/2."""
+    seeded(serve)
+    before = serve.snapshot()
+    token = serve.token("srv-01")
+    query = f"?mac={SRV_MAC}&buildarch=x86_64"
+    reply = serve.request("GET", f"/stage1/srv-01.ipxe{query}")
+    check(serve, before, reply, 401, "token is needed")
+    assert reply.headers["www-authenticate"] == 'Basic realm="ramboot machines"'
+    check(serve, before, serve.request("GET", f"/stage1/srv-01.ipxe{query}",
+                                       token=serve.token("srv-02")), 403, "not host 'srv-01'")
+    check(serve, before, serve.request("GET", f"/stage1/srv-01.ipxe{query}&stage=agent",
+                                       token=token), 409, "the agent asked for stage 1")
+    check(serve, before, serve.request("GET", f"/stage1/srv-01.ipxe{query}", token=token,
+                                       headers={"User-Agent": "ramboot-agent/0.3.0"}),
+          409, "iPXE's option 224")
+    other = f"?mac={INSTALL_MAC}&buildarch=x86_64"
+    check(serve, before, serve.request("GET", f"/stage1/srv-01.ipxe{other}", token=token), 409,
+          "host 'srv-02''s")
+    check(serve, before, serve.request("GET", "/stage1/srv-01.ipxe?mac=52:54", token=token),
+          400, "mac")
+    for path in ("/stage1/pi-01.ipxe", "/stage2/srv-01.ipxe", "/stage1/nope.ipxe",
+                 "/stage2/", "/stage1/../boot"):
+        check(serve, before, serve.request("GET", f"{path}{query}", token=token), 404,
+              "no host of the inventory")
+    check(serve, before, serve.request("POST", f"/stage2/srv-01.json{query}", token=token),
+          405, "GET only")
 
 
 def test_api_refused(serve: Serve) -> None:

@@ -111,6 +111,8 @@ def test_fleet_page_timeline_and_live_updates(serve: Serve, browser: Any) -> Non
     rows = browser.find_elements(By.CSS_SELECTOR, "#machines tbody tr")
     assert [r.get_attribute("data-key") for r in rows] == [
         "host:pi-01", "mac:52:54:00:12:34:99", "host:srv-01"]  # failures first
+    next_boots = [r.find_elements(By.TAG_NAME, "td")[2].text for r in rows]
+    assert next_boots == ["target", "discovery", "target"]  # kexec targets boot every time
     failure = rows[0].find_element(By.CSS_SELECTOR, ".failure").text
     assert "<b>bold?</b>" in failure  # machine text is shown as text, never as HTML
     assert "#token" not in browser.current_url  # the token left the address bar

@@ -35,12 +35,12 @@ def test_status_table_detail_and_reinstall(serve: Serve) -> None:
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0] == "1 machine(s): 1 failed"
-    assert lines[1] == "never seen: pi-01"
+    assert lines[1] == "never seen: pi-01, pi-02, srv-02, srv-03, srv-04"
     header = next(line for line in lines if line.startswith("HOST"))
-    assert header.split() == ["HOST", "STATE", "DISK", "LAST", "EVENT", "AGO", "KERNEL", "AGENT",
+    assert header.split() == ["HOST", "STATE", "NEXT", "LAST", "EVENT", "AGO", "KERNEL", "AGENT",
                               "NETWORK", "FETCH", "ACTION", "BOOT", "FAILURE"]
     row = next(line for line in lines if line.startswith("srv-01")).split()
-    assert row[:4] == ["srv-01", "failed", "no", "failure"]
+    assert row[:4] == ["srv-01", "failed", "target", "failure"]
     assert re.fullmatch(r"\d+s", row[4])
     # kernel 2.1-0.4, agent (its uptime came first), network, fetch ended by the failure
     assert row[5:11] == ["1.7", "0.0", "2.3", "5.0!", "-", "-"]

@@ -19,6 +19,14 @@ def tree(tmp_path: Path) -> Path:
     root = tmp_path / "http"
     (root / "images" / "x86_64").mkdir(parents=True)
     (root / "images" / "x86_64" / "rootfs.cpio.gz").write_bytes(os.urandom(300_000))
+    (root / "images" / "rpi4").mkdir(parents=True)
+    for kernel in ("x86_64/bzImage", "rpi4/Image"):  # the inventory's kexec targets name them
+        (root / "images" / kernel).write_bytes(b"kernel\n")
+    # A static copy of a stage document (a rendered tree has them): never served by serve,
+    # which answers every stage from the machine's state.
+    (root / "stage1").mkdir()
+    (root / "stage1" / "srv-01.ipxe").write_text("#!ipxe\necho STATIC COPY\n")
+    (root / "stage1" / "gone-01.ipxe").write_text("#!ipxe\necho STATIC COPY\n")
     (tmp_path / "secret.txt").write_text("outside the tree")
     (root / "images" / "escape").symlink_to(tmp_path / "secret.txt")
     return root
@@ -49,8 +57,14 @@ def test_tree_with_ranges(tmp_path: Path, tree: Path) -> None:
             reply = serve.request("GET", bad)
             assert reply.status == 404, (bad, reply.status)
             assert b"outside the tree" not in reply.body
-        # The API and the boot endpoint are not shadowed by the tree.
+        # The API, the boot endpoint and the stage URLs are not shadowed by the tree.
         assert serve.request("GET", f"/boot?mac={SRV_MAC}").status == 401
+        assert serve.request("GET", f"/stage1/srv-01.ipxe?mac={SRV_MAC}").status == 401
+        stage1 = serve.request("GET", f"/stage1/srv-01.ipxe?mac={SRV_MAC}",
+                               token=serve.token("srv-01"))
+        assert stage1.status == 200 and b"STATIC COPY" not in stage1.body
+        gone = serve.request("GET", "/stage1/gone-01.ipxe")
+        assert gone.status == 404 and b"STATIC COPY" not in gone.body
         assert hashlib.sha256(whole.body).hexdigest() == hashlib.sha256(data).hexdigest()
 
 

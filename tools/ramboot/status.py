@@ -23,6 +23,8 @@ from ramboot.tokens import fleet_token, host_token, read_secret, read_token
 
 TIMEOUT = 30.0
 STAGES = ("kernel", "agent", "network", "fetch", "action", "boot")
+NEXT_BOOT = {"disk": "its disk", "target": "ramboot, then its target",
+             "discovery": "discovery (not in the inventory)"}
 
 
 def _request(server: str, token_file: Path, path: str, *, method: str = "GET",
@@ -87,7 +89,7 @@ def format_fleet(data: dict[str, Any], *, width: int = 60) -> str:
     lines = [f"{len(data['machines'])} machine(s): {counts or 'none yet'}"]
     if data.get("never_seen"):
         lines.append(f"never seen: {', '.join(data['never_seen'])}")
-    rows = [["HOST", "STATE", "DISK", "LAST EVENT", "AGO", *[s.upper() for s in STAGES],
+    rows = [["HOST", "STATE", "NEXT", "LAST EVENT", "AGO", *[s.upper() for s in STAGES],
              "FAILURE"]]
     for machine in data["machines"]:
         failure = (machine["failure"] or "").replace("\n", " ")
@@ -95,7 +97,7 @@ def format_fleet(data: dict[str, Any], *, width: int = 60) -> str:
             failure = failure[:width - 1] + "…"
         rows.append([
             machine["host"] or machine["key"], machine["state"],
-            "yes" if machine["provisioned"] else "no", machine["last_event"] or "-",
+            machine["next_boot"], machine["last_event"] or "-",
             _ago(machine["last_event_at"], now), *_stage_cells(machine["stages"]), failure,
         ])
     lines.append("")
@@ -108,7 +110,7 @@ def format_machine(data: dict[str, Any], *, log_lines: int = 20) -> str:
     name = data["host"] or data["key"]
     lines = [
         f"{name}: {data['state']} for {_ago(data['state_since'], now)}",
-        f"  next boot:  {'its disk (provisioned)' if data['provisioned'] else 'provisioning'}",
+        f"  next boot:  {NEXT_BOOT.get(data['next_boot'], data['next_boot'])}",
         f"  boot id:    {data['boot_id'] or '-'}",
         f"  last event: {data['last_event'] or '-'} ({_ago(data['last_event_at'], now)} ago)",
     ]

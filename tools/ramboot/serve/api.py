@@ -26,6 +26,7 @@ from ramboot.serve.context import Context
 from ramboot.serve.http import ADMIN_REALM, fail
 from ramboot.serve.states import State
 from ramboot.serve.timeline import from_marks
+from ramboot.targets import boots_disk
 
 MAX_WAIT = 30.0
 STATE_ORDER = {State.FAILED.value: 0, State.PROVISIONING.value: 1, State.BOOTING.value: 2,
@@ -45,11 +46,22 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
-def summary(row: dict[str, Any]) -> dict[str, Any]:
+def next_boot(ctx: Context, host_name: str | None, provisioned: bool) -> str:
+    """Where the machine's next boot goes: "disk", "target" (ramboot, then its target)
+    or "discovery" (not in the inventory), as its answers will say (targets.py)."""
+    host = ctx.fleet.index.by_name.get(host_name) if host_name else None
+    if host is None:
+        return "discovery"
+    return "disk" if boots_disk(host, provisioned=provisioned or host.provisioned) else "target"
+
+
+def summary(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
     marks = _loads(row.get("timeline")) or {}
     return {
         "key": row["machine_key"], "host": row["host"], "state": row["state"],
-        "provisioned": bool(row["provisioned"]), "last_answer": row["last_answer"],
+        "provisioned": bool(row["provisioned"]),
+        "next_boot": next_boot(ctx, row["host"], bool(row["provisioned"])),
+        "last_answer": row["last_answer"],
         "failure": row["failure"], "boot_id": row["current_boot"],
         "last_event": row["last_event"], "last_event_at": row["last_event_at"],
         "state_since": row["state_since"], "provisioned_at": row["provisioned_at"],
@@ -85,7 +97,7 @@ async def fleet(request: Request) -> Response:
             await asyncio.wait_for(waiter.wait(), timeout=min(1.0, max(0.0, remaining)))
         changed = await ctx.database.read(store.changed_since)
     rows = await ctx.database.read(store.fleet)
-    machines = [summary(row) for row in rows]
+    machines = [summary(ctx, row) for row in rows]
     machines.sort(key=lambda m: (STATE_ORDER.get(m["state"], 9), m["host"] or m["key"]))
     counts = {state.value: 0 for state in State}
     for machine in machines:
@@ -109,7 +121,7 @@ async def machine(request: Request) -> Response:
         known = name in ctx.fleet.index.by_name
         fail(404, f"{name!r}: " + ("in the inventory, but it has not booted yet" if known
                                    else "no such machine"))
-    out = summary(row)
+    out = summary(ctx, row)
     out.update({
         "identity": _loads(row["identity"]), "hardware": _loads(row["hardware"]),
         "failure_log": _loads(row["failure_log"]) or [],
@@ -122,8 +134,13 @@ async def machine(request: Request) -> Response:
 async def reinstall(request: Request) -> Response:
     ctx = require_admin(request)
     host = request.path_params["host"]
-    if host not in ctx.fleet.index.by_name:
+    known = ctx.fleet.index.by_name.get(host)
+    if known is None:
         fail(404, f"{host!r} is not a host of the inventory {ctx.inventory_path}")
+    if known.provisioned:
+        fail(409, f"{host!r}: the inventory {ctx.inventory_path} says provisioned = true, "
+                  "which keeps sending it to its disk: remove that line (and reload serve) "
+                  "to provision it again")
     row = await ctx.database.write(lambda tx: store.reinstall(tx, host))
     ctx.notify()
     if row is None:

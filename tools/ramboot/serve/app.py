@@ -17,11 +17,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ramboot.serve import api, web
-from ramboot.serve.boot import boot
+from ramboot.serve.boot import boot, stage_path
 from ramboot.serve.context import Context
-from ramboot.serve.http import HttpError, error_response
+from ramboot.serve.http import HttpError, error_response, fail
 from ramboot.serve.ingest import ingest
-from ramboot.serve.machine_http import ASGIApp, MachineEndpoints, MachineRequest, Reply
+from ramboot.serve.machine_http import (
+    ASGIApp,
+    MachineEndpoints,
+    MachineRequest,
+    MachineRoute,
+    Reply,
+)
 
 log = logging.getLogger("ramboot.serve")
 
@@ -66,8 +72,9 @@ def create_app(ctx: Context, *, handle_signals: bool = True) -> ASGIApp:
         Route("/ui", lambda request: RedirectResponse("/ui/"), methods=["GET"]),
         Mount("/ui", StaticFiles(directory=web.directory(), html=True), name="ui"),
     ]
-    if ctx.tree is not None:
-        routes.append(Mount("/", StaticFiles(directory=Path(ctx.tree)), name="tree"))
+    if ctx.tree is not None:  # where http_base says the tree is
+        routes.append(Mount(ctx.fleet.index.prefix or "/",
+                            StaticFiles(directory=Path(ctx.tree)), name="tree"))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HttpError: _http_error, HTTPException: _starlette_error, Exception: _internal_error,
     })
@@ -79,5 +86,24 @@ def create_app(ctx: Context, *, handle_signals: bool = True) -> ASGIApp:
     async def ingest_handler(request: MachineRequest) -> Reply:
         return await ingest(ctx, request)
 
+    def stage_route(path: str) -> MachineRoute | None:
+        """Each host's stage documents, at the URLs render writes into DHCP; no other
+        path under stage1/ or stage2/ (a tree's static copy would bypass the state)."""
+        index = ctx.fleet.index
+        found = index.by_path.get(path)
+        if found is not None:
+            stage, host = found
+
+            async def stage_handler(request: MachineRequest) -> Reply:
+                return await stage_path(ctx, request, stage, host)
+
+            return "GET", stage_handler
+        if path.startswith((f"{index.prefix}/stage1/", f"{index.prefix}/stage2/")):
+            return "GET", no_such_stage
+        return None
+
+    async def no_such_stage(request: MachineRequest) -> Reply:
+        fail(404, "no host of the inventory has this stage document")
+
     return MachineEndpoints(app, {"/boot": ("GET", boot_handler),
-                                  "/events": ("POST", ingest_handler)})
+                                  "/events": ("POST", ingest_handler)}, stage_route)

@@ -11,7 +11,7 @@ from ramboot.errors import RambootError
 from ramboot.serve.auth import Keys
 from ramboot.serve.context import Context
 from ramboot.serve.db import Database
-from ramboot.serve.targets_port import StandInTargets
+from ramboot.serve.inventory_targets import InventoryTargets
 from ramboot.tokens import read_secret, read_token
 
 DEFAULT_DATABASE = "sqlite:///var/lib/ramboot/serve.db"
@@ -62,7 +62,8 @@ def serve(*, inventory: Path, database: str, machine_secret: Path, admin_token_f
     store = Database(database)
     store.migrate()  # a database that cannot be used is one clear error, before listening
     ctx = Context(database=store, keys=keys, inventory_path=inventory,
-                  targets_factory=lambda inv: StandInTargets(inv, report_url=report_url),
+                  targets_factory=lambda inv: InventoryTargets(
+                      inv, machine_secret=keys.machine_secret, report_url=report_url, tree=tree),
                   discovery=discovery, tree=tree)
     config = uvicorn.Config(
         create_app(ctx), host=address, port=port, access_log=access_log, log_level="info",

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from ramboot import targets
 from ramboot.inventory import Host, Inventory
 
 IDENTITY_KEYS = (
@@ -55,8 +57,10 @@ class Identity:
         return f"uuid:{self.values['uuid']}"
 
 
-def parse_identity(raw: Mapping[str, object], where: str = "query") -> Identity:
-    """Validated identity from query parameters or an event's `identity` object."""
+def parse_identity(raw: Mapping[str, object], where: str = "query", *,
+                   required: bool = True) -> Identity:
+    """Validated identity from query parameters or an event's `identity` object; with
+    `required` False it may be empty (the request names its host otherwise)."""
     values: dict[str, str] = {}
     for key in IDENTITY_KEYS:
         value = raw.get(key)
@@ -80,19 +84,33 @@ def parse_identity(raw: Mapping[str, object], where: str = "query") -> Identity:
         elif key in ("buildarch", "platform") and not _WORD.fullmatch(value):
             raise IdentityError(f"{where}: {key}: {value!r} is not a word")
         values[key] = value
-    if not (values.get("mac") or values.get("serial") or values.get("uuid")):
+    if required and not (values.get("mac") or values.get("serial") or values.get("uuid")):
         raise IdentityError(f"{where}: names no machine: give mac, serial or uuid")
     return Identity(values)
 
 
+def base_path(inventory: Inventory) -> str:
+    """The path of `[servers] http_base` without its trailing slash ("" for none)."""
+    return urlsplit(inventory.servers.http_base).path.rstrip("/")
+
+
 class HostIndex:
-    """Inventory hosts by MAC and by Pi serial."""
+    """Inventory hosts by MAC, by Pi serial, and by the path of their stage documents."""
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
         self.by_name = {host.name: host for host in inventory.hosts}
         self.by_mac = {mac: host for host in inventory.hosts for mac in host.macs}
         self.by_serial = {host.serial: host for host in inventory.hosts if host.serial}
+        # "/stage1/srv-01.ipxe" -> (1, host): the URLs render writes into DHCP and
+        # cmdline.txt (targets.stage1_url/stage2_url), answered by serve.
+        # Under http_base's own path, as the URLs are (serve may answer at a prefix).
+        self.prefix = base_path(inventory)
+        self.by_path: dict[str, tuple[int, Host]] = {}
+        for host in inventory.hosts:
+            if host.family == "x86_64":
+                self.by_path[f"{self.prefix}/{targets.stage1_path(host)}"] = (1, host)
+            self.by_path[f"{self.prefix}/{targets.stage2_path(host)}"] = (2, host)
 
     def find(self, identity: Identity) -> Host | None:
         """The host a MAC names, else the Pi whose board serial it is."""

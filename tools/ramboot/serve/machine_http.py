@@ -89,15 +89,25 @@ class MachineRequest:
 
 
 Handler = Callable[[MachineRequest], Awaitable[Reply]]
+MachineRoute = tuple[str, Handler]  # (method, handler)
 
 
 class MachineEndpoints:
-    def __init__(self, app: ASGIApp, routes: dict[str, tuple[str, Handler]]) -> None:
+    """`routes` by exact path, then `dynamic(path)` (paths that depend on the inventory,
+    such as each host's stage documents); anything else goes to `app`."""
+
+    def __init__(self, app: ASGIApp, routes: dict[str, MachineRoute],
+                 dynamic: Callable[[str], MachineRoute | None] | None = None) -> None:
         self.app = app
-        self.routes = routes  # path -> (method, handler)
+        self.routes = routes
+        self.dynamic = dynamic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        route = None
+        if scope["type"] == "http":
+            route = self.routes.get(scope["path"])
+            if route is None and self.dynamic is not None:
+                route = self.dynamic(scope["path"])
         if route is None:
             await self.app(scope, receive, send)
             return

@@ -112,7 +112,10 @@ def record_answer(tx: Any, who: Who, stage: int, kind: states.Answer, summary: s
                "VALUES (?, ?, ?, ?, ?, ?)", (row["id"], stage, kind.value, summary[:500], client,
                                              now))
     new = states.on_answer(states.from_row(row), stage, kind)
-    _save_state(tx, row, new, now, {"identity": _dumps(dict(who.identity.values))})
+    # A request that names its host by path alone (an agent fetching the ramboot.url=
+    # of a Pi's cmdline.txt, which it uses as given) keeps the identity last seen.
+    extra = {"identity": _dumps(dict(who.identity.values))} if who.identity.values else {}
+    _save_state(tx, row, new, now, extra)
 
 
 def record_event(tx: Any, who: Who, event: Event, now: float | None = None) -> str:

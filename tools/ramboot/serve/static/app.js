@@ -3,6 +3,8 @@
 "use strict";
 
 const STATES = ["failed", "provisioning", "booting", "discovered", "provisioned"];
+const NEXT_BOOT = { disk: "its disk", target: "ramboot, then its target",
+  discovery: "discovery (not in the inventory)" };
 const STAGES = ["kernel", "agent", "network", "fetch", "action", "boot"];
 const SVG = "http://www.w3.org/2000/svg";
 let token = sessionStorage.getItem("ramboot-token") || "";
@@ -73,7 +75,7 @@ function renderFleet(data) {
     const row = el("tr", { "data-key": m.key, "class": m.key === selected ? "selected" : "" },
       el("td", {}, name),
       el("td", {}, el("span", { "class": "state " + m.state }, m.state)),
-      el("td", {}, !m.host ? "discovery" : (m.provisioned ? "disk" : "provision")),
+      el("td", {}, m.next_boot),
       el("td", {}, m.last_event || "-"),
       el("td", {}, ago(m.last_event_at)),
       el("td", {}, miniBar(m.stages)),
@@ -120,7 +122,7 @@ function renderDetail(m) {
   const name = m.host || m.key;
   const parts = [
     el("h2", {}, name + " ", el("span", { "class": "state " + m.state }, m.state)),
-    el("p", { "class": "muted" }, "next boot: " + (m.provisioned ? "its disk (provisioned)" : "provisioning")
+    el("p", { "class": "muted" }, "next boot: " + (NEXT_BOOT[m.next_boot] || m.next_boot)
       + " · boot " + (m.boot_id || "-") + " · last event " + (m.last_event || "-")
       + " " + ago(m.last_event_at) + " ago"),
   ];
