@@ -1,47 +1,58 @@
-"""`ramboot serve` end to end on x86_64: real iPXE firmware, the real agent, QEMU TCG.
+"""`ramboot serve` end to end under QEMU TCG: real iPXE, the real agent, the rendered DHCP.
 
-In a private network namespace: dnsmasq hands out option 224 =
-`http://ramboot:<host token>@serve/boot` (iPXE sends the token as Basic after
-serve's 401); serve answers stage 1 with a script that boots ramboot from
-serve's own tree, the agent asks stage 2 (as an agent: serve tells by its
-User-Agent until it adds `stage=agent`) and gets a plan that kexecs the
-second stage; its events go to serve with `ramboot.token=`. serve then sees
-the machine provisioned, and the next boot of the same VM leaves iPXE for its
-disk (a boot sector that prints a marker) until `ramboot reinstall`, after
-which it is provisioned again.
+The fleet is rendered with `render --machine-secret` and its `http_base` is
+serve, which also serves the rendered tree (`--tree`: ramboot's images). The
+rendered DHCP configuration (Kea for x86_64, dnsmasq for the Pi) hands each
+stage its own option 224: the host's stage URLs with its token as userinfo.
+serve answers those URLs from the machine's state, with targets.py's documents
+(the ones render writes, plus `ramboot.token=` on ramboot's command line).
 
-The stage documents are the test's (tests/serve/targets.py): the inventory's
-targets (ramboot.targets) are wired into serve by the merge of that work.
+x86_64: real iPXE (Debian's ipxe.lkrn running board/common/ipxe/ramboot.ipxe,
+as when embedded) asks serve's /stage1/srv-01.ipxe, sends the token as Basic
+after serve's 401, boots ramboot; the agent DHCPs with its vendor class, asks
+/stage2/srv-01.json and kexecs the second stage; its events reach serve with
+the Bearer token from its command line. A second machine, whose target is its
+disk, leaves iPXE for that disk at once (`ramboot-next` = `disk`: no retry
+rounds), into a boot sector that prints a marker.
+
+aarch64 `virt`, the Pi's path: QEMU plays the Pi firmware with the rendered
+cmdline.txt (its stage 2 URL and `ramboot.token=`); the agent asks serve.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+import re
 import shutil
 import subprocess
-import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ramboot.inventory import load_inventory
+from ramboot.lint import lint_plan, lint_text
+from ramboot.render.tree import render_tree
 from ramboot.tokens import host_token
 from tests.lib.images import SECOND_STAGE_MARKER, ImageSet
 from tests.lib.ipxe import require_ipxe_lkrn, sercon_argv
 from tests.lib.netlab import (
-    POOL,
     SERVER_IP,
     Namespace,
+    TapLab,
     require_netns,
     start_dnsmasq,
+    start_kea,
     tap_lab,
     wait_for,
 )
-from tests.lib.qemu import Qemu, aarch64_argv, require_qemu, scaled, tap_nic_argv, x86_64_argv
+from tests.lib.plankinds import require_actions
+from tests.lib.qemu import Qemu, aarch64_argv, require_qemu, tap_nic_argv, x86_64_argv
 from tests.qemu.conftest import image_set_or_fail
-from tests.serve.harness import INVENTORY, SRV_MAC, write_keys
+from tests.serve.harness import RAMBOOT_CLI, write_keys
+from tests.tools.render.helpers import kea_for_test
 
 pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.slow]
 
@@ -50,7 +61,66 @@ RAMBOOT_IPXE = REPO / "board" / "common" / "ipxe" / "ramboot.ipxe"
 PORT = 8080
 SERVE = f"http://{SERVER_IP}:{PORT}"
 DISK_MARKER = "RAMBOOT-DISK-OK"
-RAMBOOT_CLI = Path(sys.executable).with_name("ramboot")
+SRV_MAC = "52:54:00:00:0b:01"
+DISK_MAC = "52:54:00:00:0b:03"
+PI_MAC = "52:54:00:00:0c:01"
+PI_SERIAL = "0000c0de"
+
+INVENTORY = """
+[servers]
+tftp = "{server}"
+http_base = "{serve}"
+dhcp_interface = "br0"
+report_url = "{serve}/events"
+
+[network]
+subnet = "192.0.2.0/24"
+pool = ["192.0.2.100", "192.0.2.199"]
+router = "{server}"
+
+[defaults]
+ramboot = {{ shell = "never", reboot_delay = "off" }}
+
+[profiles.second-x86]
+kind = "kexec"
+kernel = "x86_64/bzImage"
+initrds = [{{ url = "{serve}/second/second-stage.cpio.gz", digest = "sha256:{digest}" }}]
+cmdline = "console=ttyS0 quiet rb.target=srv-01"
+
+[profiles.second-pi]
+kind = "kexec"
+kernel = "rpi4/Image"
+initrds = [{{ url = "{serve}/second/second-stage.cpio.gz", digest = "sha256:{digest}" }}]
+cmdline = "console=ttyAMA0 quiet rb.target=pi-virt"
+"""
+HOSTS = {
+    "srv-01": """
+[[hosts]]
+name = "srv-01"
+family = "x86_64"
+macs = ["{srv_mac}"]
+console = ["ttyS0"]
+profile = "second-x86"
+""",
+    # Its stage 2 is a `localboot` plan: render refuses it until the agent has that action.
+    "srv-disk": """
+[[hosts]]
+name = "srv-disk"
+family = "x86_64"
+macs = ["{disk_mac}"]
+console = ["ttyS0"]
+target = {{ kind = "disk", disk = {{ path = "/dev/sda" }} }}
+""",
+    "pi-virt": """
+[[hosts]]
+name = "pi-virt"
+family = "rpi4"
+serial = "{pi_serial}"
+macs = ["{pi_mac}"]
+console = ["ttyAMA0"]
+profile = "second-pi"
+""",
+}
 
 
 def boot_sector(message: str) -> bytes:
@@ -74,215 +144,197 @@ def boot_sector(message: str) -> bytes:
     return sector.ljust(510, b"\0") + b"\x55\xaa"
 
 
-def serve_tree(root: Path, images: ImageSet) -> None:
-    root.mkdir(parents=True)
-    shutil.copyfile(images.kernel, root / "bzImage")
-    shutil.copyfile(images.initramfs, root / "rootfs.cpio.gz")
-    shutil.copyfile(images.second_stage, root / "second-stage.cpio.gz")
+@dataclass
+class Fleet:
+    out: Path
+    secret_path: Path
+    admin_path: Path
+    secret: bytes
 
 
-def targets(token: str) -> dict[str, str]:
-    stage1 = (
-        "#!ipxe\n"
-        "echo serve-flow: stage 1 for {host}: ramboot\n"
-        f"kernel {SERVE}/bzImage console=ttyS0 quiet ramboot.report={SERVE}/events "
-        f"ramboot.token={token} ramboot.shell=never ramboot.reboot_delay=off\n"
-        f"initrd {SERVE}/rootfs.cpio.gz\n"
-        "boot\n"
-    )
-    stage2 = json.dumps({
-        "ramboot-plan": 1, "description": "target of {host}",
-        "actions": [{"action": "kexec", "kernel": f"{SERVE}/bzImage",
-                     "initrds": [f"{SERVE}/second-stage.cpio.gz"],
-                     "cmdline": "console=ttyS0 quiet"}],
-    })
-    return {"stage1": stage1, "stage2": stage2}
+def render_fleet(tmp_path: Path, x86: ImageSet | None, pi: ImageSet | None,
+                 hosts: tuple[str, ...]) -> Fleet:
+    """The inventory rendered with --machine-secret, the second stage beside its tree."""
+    given = tmp_path / "images"
+    booted = x86 or pi
+    assert booted is not None
+    second_stage = booted.second_stage
+    for family, images, kernel in (("x86_64", x86, "bzImage"), ("rpi4", pi, "Image")):
+        board = given / family
+        board.mkdir(parents=True)
+        if images is None:  # render needs each family's files: these are never booted
+            for name in (kernel, "rootfs.cpio.gz"):
+                (board / name).write_bytes(f"no {family} image in this test\n".encode())
+        else:
+            shutil.copyfile(images.kernel, board / kernel)
+            shutil.copyfile(images.initramfs, board / "rootfs.cpio.gz")
+        if family == "rpi4":  # the Pi firmware files render copies; QEMU needs none
+            for name in ("start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"):
+                (board / name).write_bytes(b"not used by QEMU virt\n")
+    digest = hashlib.sha256(second_stage.read_bytes()).hexdigest()
+    text = (INVENTORY + "".join(HOSTS[name] for name in hosts)).format(
+        server=SERVER_IP, serve=SERVE, digest=digest, srv_mac=SRV_MAC, disk_mac=DISK_MAC,
+        pi_mac=PI_MAC, pi_serial=PI_SERIAL)
+    (tmp_path / "fleet.toml").write_text(text)
+    secret_path, admin_path, secret = write_keys(tmp_path)
+    out = tmp_path / "out"
+    render_tree(load_inventory(tmp_path / "fleet.toml"), given, out, check_script=lint_text,
+                check_plan=lint_plan, machine_secret=secret)
+    (out / "http" / "second").mkdir()
+    shutil.copyfile(second_stage, out / "http" / "second" / "second-stage.cpio.gz")
+    return Fleet(out, secret_path, admin_path, secret)
 
 
 class Operator:
-    """The `ramboot` CLI run inside the lab, where serve listens."""
+    """`ramboot serve` and the `ramboot` CLI, as shipped, inside the lab."""
 
-    def __init__(self, ns: Namespace, admin_token: Path) -> None:
-        self.ns, self.admin_token = ns, admin_token
+    def __init__(self, ns: Namespace, fleet: Fleet, tmp_path: Path) -> None:
+        self.ns, self.fleet = ns, fleet
+        self.log_path = tmp_path / "serve.log"
+        with self.log_path.open("wb") as log:
+            ns.popen([RAMBOOT_CLI, "serve", tmp_path / "fleet.toml",
+                      "--database", f"sqlite://{tmp_path / 'serve.db'}",
+                      "--machine-secret", fleet.secret_path, "--admin-token", fleet.admin_path,
+                      "--listen", f"{SERVER_IP}:{PORT}", "--tree", fleet.out / "http",
+                      "--access-log"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.run("status").returncode == 0, timeout=60,
+                 what="serve to answer")
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.ns.run([RAMBOOT_CLI, *args, "--server", SERVE, "--admin-token",
-                            str(self.admin_token)], check=False, timeout=60)
+                            str(self.fleet.admin_path)], check=False, timeout=60)
 
     def machine(self, name: str) -> dict[str, Any]:
         result = self.run("status", name, "--json")
         assert result.returncode == 0, result.stderr
         return dict(json.loads(result.stdout))
 
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(path, query, status) of every request in serve's access log."""
+        pattern = re.compile(r'"GET ([^ ?"]+)\??([^ "]*) HTTP/1\.[01]" (\d{3})')
+        text = self.log_path.read_text(errors="replace")
+        return [(m.group(1), m.group(2), int(m.group(3))) for m in pattern.finditer(text)]
 
-def test_provisioned_machine_boots_its_disk_until_reinstall(tmp_path: Path) -> None:
-    require_netns("dnsmasq")
+
+def x86_vm(lab: TapLab, tmp_path: Path, lkrn: Path, tap: str, *, mac: str, name: str,
+           disk: Path | None = None) -> Qemu:
+    extra = [*sercon_argv(tmp_path), *tap_nic_argv(tap, mac=mac, model="virtio-net-pci")]
+    if disk is not None:
+        extra += ["-drive", f"file={disk},format=raw,if=ide,index=0"]
+    argv = x86_64_argv(kernel=lkrn, initrd=RAMBOOT_IPXE, memory_mb=1024,
+                       extra=["-smp", "1", *extra])
+    return Qemu(argv, tmp_path / f"console-{name}.log", lab.ns)
+
+
+def test_x86_64_both_stages_from_serve(tmp_path: Path) -> None:
+    require_netns("kea-dhcp4")
     require_qemu("qemu-system-x86_64")
     lkrn = require_ipxe_lkrn()
     images = image_set_or_fail("x86_64")
-    secret_path, admin_path, secret = write_keys(tmp_path)
-    token = host_token(secret, "srv-01")
-    (tmp_path / "targets.json").write_text(json.dumps(targets(token)))
-    (tmp_path / "fleet.toml").write_text(INVENTORY)
-    tree = tmp_path / "tree"
-    serve_tree(tree, images)
-    disk = tmp_path / "disk.img"
-    disk.write_bytes(boot_sector(DISK_MARKER) + bytes(1024 * 1024 - 512))
+    fleet = render_fleet(tmp_path, images, None, ("srv-01",))
 
     with tap_lab() as lab:
-        start_dnsmasq(lab.ns, lab.bridge, tmp_path, [
-            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.255.0,10m",
-            f"--dhcp-option-force=224,http://ramboot:{token}@{SERVER_IP}:{PORT}/boot",
-        ])
-        log = (tmp_path / "serve.log").open("wb")
-        lab.ns.popen([sys.executable, "-m", "tests.serve.runner", tmp_path / "fleet.toml",
-                      "--database", f"sqlite://{tmp_path / 'serve.db'}",
-                      "--machine-secret", secret_path, "--admin-token", admin_path,
-                      "--listen", f"{SERVER_IP}:{PORT}", "--tree", tree, "--access-log"],
-                     cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                     env={**os.environ,
-                          "RAMBOOT_TEST_TARGETS": str(tmp_path / "targets.json")})
-        operator = Operator(lab.ns, admin_path)
-        wait_for(lambda: operator.run("status").returncode == 0, timeout=60,
-                 what="serve to answer")
+        start_kea(lab.ns, kea_for_test(fleet.out / "dhcp/kea-dhcp4.json", tmp_path), tmp_path)
+        operator = Operator(lab.ns, fleet, tmp_path)
         tap = lab.add_tap()
-
-        def boot(name: str) -> Qemu:
-            argv = x86_64_argv(kernel=lkrn, initrd=RAMBOOT_IPXE,
-                               memory_mb=768, extra=[
-                                   *sercon_argv(tmp_path),
-                                   *tap_nic_argv(tap, mac=SRV_MAC, model="virtio-net-pci"),
-                                   "-drive", f"file={disk},format=raw,if=ide,index=0"])
-            return Qemu(argv, tmp_path / f"console-{name}.log", lab.ns)
-
-        # 1: provisioned from scratch.
-        with boot("first") as vm:
-            vm.expect_exact("serve-flow: stage 1 for srv-01: ramboot", timeout=120)
-            vm.expect_exact(SECOND_STAGE_MARKER, timeout=600)
-            assert vm.wait_exit(timeout=120) == 0
+        with x86_vm(lab, tmp_path, lkrn, tap, mac=SRV_MAC, name="srv-01") as vm:
+            # iPXE's own progress line leaves the userinfo out (the script's echo has it).
+            vm.expect_exact(f"{SERVE}/stage1/srv-01.ipxe... ok", timeout=120)
+            vm.expect_exact("ramboot-agent", timeout=300)  # ramboot's kernel and agent
+            vm.expect(rf"{SECOND_STAGE_MARKER} cmdline=\[([^\]\r\n]*)\]", timeout=300)
+            assert vm.child is not None
+            cmdline = vm.child.match.group(1)
+            assert vm.wait_exit(timeout=60) == 0
+        assert cmdline.split() == ["console=ttyS0", "quiet", "rb.target=srv-01"]
         state = operator.machine("srv-01")
-        assert (state["state"], state["provisioned"]) == ("provisioned", True), state
+        assert (state["state"], state["provisioned"], state["next_boot"]) == \
+            ("provisioned", True, "target"), state
         names = [e["event"] for e in state["events"]]
         assert names[:3] == ["kernel-started", "agent-started", "network-up"], names
         assert "plan-done" in names
         assert [a["kind"] for a in reversed(state["answers"])] == ["ramboot", "target"]
-
-        # 2: the same VM boots again: iPXE is sent to the disk, nothing provisions.
-        with boot("second") as vm:
-            vm.expect_exact("is provisioned: booting its disk", timeout=120)
-            vm.expect_exact(DISK_MARKER, timeout=300)
-        state = operator.machine("srv-01")
-        assert state["provisioned"] is True
-        assert {a["kind"] for a in state["answers"][:1]} == {"disk"}
-        assert "target" not in [a["kind"] for a in state["answers"][:3]]
-
-        # 3: after `ramboot reinstall`, it is provisioned again.
-        done = operator.run("reinstall", "srv-01")
-        assert done.returncode == 0, done.stderr
-        assert "provisions it again" in done.stdout
-        with boot("third") as vm:
-            vm.expect_exact("serve-flow: stage 1 for srv-01: ramboot", timeout=120)
-            vm.expect_exact(SECOND_STAGE_MARKER, timeout=600)
-            assert vm.wait_exit(timeout=120) == 0
-        state = operator.machine("srv-01")
-        assert (state["state"], state["provisioned"]) == ("provisioned", True)
-        assert len(state["boots"]) == 2  # two boots of ramboot, each with its own boot_id
-        table = operator.run("status")
-        assert "srv-01" in table.stdout and "provisioned" in table.stdout
-        print(table.stdout)
-        print(json.dumps(state["stages"], indent=2))
+        seen = operator.requests()
+        stage1 = [(q, s) for p, q, s in seen if p == "/stage1/srv-01.ipxe"]
+        stage2 = [(q, s) for p, q, s in seen if p == "/stage2/srv-01.json"]
+        # iPXE: refused without the token, then sends it as Basic; the agent: at once.
+        assert [s for _, s in stage1] == [401, 200], seen
+        assert all("stage=agent" not in q for q, _ in stage1)
+        assert [s for _, s in stage2] == [200] and stage2[0][0].endswith("&stage=agent")
+        assert not [p for p, _, _ in seen if p == "/boot"]
+        # The agent's events, with the Bearer token of its ramboot.token= (from serve's
+        # stage 1): every one stored at the first try.
+        posted = operator.log_path.read_text(errors="replace").count('"POST /events HTTP/1.1" 201')
+        assert posted == len(names), (posted, names)
+        assert ("/images/x86_64/rootfs.cpio.gz", "", 200) in seen
+        print(operator.run("status").stdout)
 
 
-PI_MAC = "52:54:00:00:0c:01"
-PI_HOST = """
-[[hosts]]
-name = "pi-virt"
-family = "rpi4"
-serial = "0000c0de"
-macs = ["52:54:00:00:0c:01"]
-profile = "ramboot-pi"
-"""
+def test_x86_64_a_disk_target_leaves_ipxe_for_its_disk_at_once(tmp_path: Path) -> None:
+    """serve's stage 1 for a machine bound for its disk: `ramboot-next` = `disk`, which
+    the embedded script turns into `exit` at once (no retry rounds), into the disk."""
+    require_actions("localboot")  # render writes this host's stage 2 only then
+    require_netns("kea-dhcp4")
+    require_qemu("qemu-system-x86_64")
+    lkrn = require_ipxe_lkrn()
+    images = image_set_or_fail("x86_64")
+    fleet = render_fleet(tmp_path, images, None, ("srv-disk",))
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(boot_sector(DISK_MARKER) + bytes(1024 * 1024 - 512))
+    with tap_lab() as lab:
+        start_kea(lab.ns, kea_for_test(fleet.out / "dhcp/kea-dhcp4.json", tmp_path), tmp_path)
+        operator = Operator(lab.ns, fleet, tmp_path)
+        tap = lab.add_tap()
+        with x86_vm(lab, tmp_path, lkrn, tap, mac=DISK_MAC, name="srv-disk",
+                    disk=disk) as vm:
+            vm.expect_exact("ramboot: srv-disk boots from its local disk", timeout=120)
+            vm.expect_exact("ramboot: the boot server sends this machine to its local disk",
+                            timeout=60)
+            vm.expect_exact(DISK_MARKER, timeout=120)
+            assert "NETWORK BOOT FAILED" not in vm.console_text()
+        state = operator.machine("srv-disk")
+        assert [a["kind"] for a in state["answers"]] == ["disk"]  # once: no retry rounds
+        assert (state["state"], state["next_boot"]) == ("provisioned", "disk")
+        print(operator.run("status").stdout)
 
 
 def test_pi_agent_path_on_aarch64_virt(tmp_path: Path) -> None:
-    """The Pi's path: ramboot boots every time (the EEPROM loads it from TFTP), so
-    only the agent asks serve; a provisioned Pi gets `localboot`, not its target."""
+    """The Pi's path: the EEPROM's stage 1 is TFTP (here QEMU with the rendered
+    cmdline.txt), so only the agent asks serve: the URL and token its cmdline.txt has."""
     require_netns("dnsmasq")
     require_qemu("qemu-system-aarch64")
     images = image_set_or_fail("aarch64")
-    secret_path, admin_path, secret = write_keys(tmp_path)
-    token = host_token(secret, "pi-virt")
-    stage2 = json.dumps({
-        "ramboot-plan": 1, "description": "target of {host}",
-        "actions": [{"action": "kexec", "kernel": f"{SERVE}/Image",
-                     "initrds": [f"{SERVE}/second-stage.cpio.gz"],
-                     "cmdline": "console=ttyAMA0 quiet"}],
-    })
-    (tmp_path / "targets.json").write_text(json.dumps({"stage2": stage2}))
-    (tmp_path / "fleet.toml").write_text(INVENTORY + PI_HOST)
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    shutil.copyfile(images.kernel, tree / "Image")
-    shutil.copyfile(images.second_stage, tree / "second-stage.cpio.gz")
-    # What `render --machine-secret` writes into the Pi's cmdline.txt.
-    cmdline = (f"console=ttyAMA0 quiet ramboot.report={SERVE}/events ramboot.token={token} "
-               "ramboot.shell=never ramboot.reboot_delay=off")
+    fleet = render_fleet(tmp_path, None, images, ("pi-virt",))
+    token = host_token(fleet.secret, "pi-virt")
+    cmdline = (fleet.out / "tftp" / PI_SERIAL / "cmdline.txt").read_text().strip()
+    assert f"ramboot.url={SERVE}/stage2/pi-virt.json" in cmdline.split()
+    assert f"ramboot.token={token}" in cmdline.split()
 
     with tap_lab() as lab:
-        start_dnsmasq(lab.ns, lab.bridge, tmp_path, [
-            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.255.0,10m",
-            f"--dhcp-option-force=224,{SERVE}/boot",
-        ])
-        log = (tmp_path / "serve.log").open("wb")
-        lab.ns.popen([sys.executable, "-m", "tests.serve.runner", tmp_path / "fleet.toml",
-                      "--database", f"sqlite://{tmp_path / 'serve.db'}",
-                      "--machine-secret", secret_path, "--admin-token", admin_path,
-                      "--listen", f"{SERVER_IP}:{PORT}", "--tree", tree, "--access-log"],
-                     cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                     env={**os.environ,
-                          "RAMBOOT_TEST_TARGETS": str(tmp_path / "targets.json")})
-        operator = Operator(lab.ns, admin_path)
-        wait_for(lambda: operator.run("status").returncode == 0, timeout=60,
-                 what="serve to answer")
+        start_dnsmasq(lab.ns, lab.bridge, tmp_path,
+                      [f"--conf-file={fleet.out / 'dhcp/dnsmasq.conf'}"])
+        operator = Operator(lab.ns, fleet, tmp_path)
         tap = lab.add_tap()
-
-        def boot(name: str) -> Qemu:
-            argv = aarch64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=768,
-                                append=cmdline, extra=[
-                                    "-smp", "1",
-                                    *tap_nic_argv(tap, mac=PI_MAC, model="virtio-net-pci")])
-            return Qemu(argv, tmp_path / f"console-{name}.log", lab.ns)
-
-        with boot("first") as vm:
-            vm.expect_exact(SECOND_STAGE_MARKER, timeout=900)
-            assert vm.wait_exit(timeout=120) == 0
+        argv = aarch64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=1024,
+                            append=cmdline, extra=[
+                                "-smp", "1", *tap_nic_argv(tap, mac=PI_MAC,
+                                                           model="virtio-net-pci")])
+        with Qemu(argv, tmp_path / "console-pi.log", lab.ns) as vm:
+            seen = vm.expect([rf"{SECOND_STAGE_MARKER} cmdline=\[([^\]\r\n]*)\]",
+                              "ramboot-agent FAILED"], timeout=600)
+            assert seen == 0, vm.tail(40)
+            assert vm.child is not None
+            marker_cmdline = vm.child.match.group(1)
+            assert vm.wait_exit(timeout=60) == 0
+        assert marker_cmdline.split() == ["console=ttyAMA0", "quiet", "rb.target=pi-virt"]
         state = operator.machine("pi-virt")
         assert (state["state"], state["provisioned"]) == ("provisioned", True), state
         assert [a["kind"] for a in state["answers"]] == ["target"]
-
-        # Booted again into ramboot: serve sends it to its disk, not to its target.
-        with boot("second") as vm:
-            # The agent logs the plan it got (and, while this tree's agent does not
-            # know the `localboot` action yet, refuses it): the target never runs.
-            seen = vm.expect([SECOND_STAGE_MARKER, "localboot"], timeout=900)
-            assert seen == 1, "a provisioned Pi was given its target again"
-
-            def answered_localboot() -> bool:
-                answers = operator.machine("pi-virt")["answers"]
-                return len(answers) == 2 and answers[0]["kind"] == "localboot"
-
-            wait_for(answered_localboot, timeout=scaled(60), interval=1,
-                     what="serve's localboot answer")
-            time.sleep(2)
-        state = operator.machine("pi-virt")
-        assert state["provisioned"] is True
-
-        assert operator.run("reinstall", "pi-virt").returncode == 0
-        with boot("third") as vm:
-            vm.expect_exact(SECOND_STAGE_MARKER, timeout=900)
-            assert vm.wait_exit(timeout=120) == 0
-        state = operator.machine("pi-virt")
-        assert (state["state"], state["provisioned"]) == ("provisioned", True)
-        assert [a["kind"] for a in state["answers"]] == ["target", "localboot", "target"][::-1]
-        assert len(state["boots"]) == 3
+        # ramboot.url= is used as given, without an identity query: the record keeps the
+        # identity of the first event, or none if the stage 2 request came first.
+        assert state["identity"].get("mac") in (None, PI_MAC), state["identity"]
+        requests = operator.requests()
+        assert [(p, q, s) for p, q, s in requests if p.startswith("/stage")] == [
+            ("/stage2/pi-virt.json", "", 200)]  # with the Bearer token at once: no 401
+        assert [e["event"] for e in state["events"]][:3] == [
+            "kernel-started", "agent-started", "network-up"]
         print(operator.run("status", "pi-virt").stdout)
