@@ -181,6 +181,10 @@ class _Sink:
         self.validator = None
 
 
+# Sinks of other modules (a block device, for the plan's `image` action) subclass this.
+Sink = _Sink
+
+
 class _MemorySink(_Sink):
     def __init__(self, url: str, max_size: int) -> None:
         super().__init__(url)
@@ -338,6 +342,16 @@ class Fetcher:
             sink.discard()
             raise
         return self._result(url, final_url, sink, started, path=sink.path)
+
+    def fetch_into(self, url: str, sink: _Sink, *, on_progress: ProgressCallback | None = None,
+                   origin: str | None = None) -> Fetched:
+        """Stream `url` into `sink` (a `Sink` subclass), with the same retries and checks.
+
+        Returns a Fetched with neither data nor path; the sink holds the bytes.
+        """
+        started = time.monotonic()
+        final_url = self._fetch(url, sink, on_progress, origin)
+        return self._result(url, final_url, sink, started)
 
     # -- dispatch and retries ----------------------------------------------
 

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 # action name -> "module:class"; each class is an ActionKind.
 KINDS = {
+    "image": "ramboot_agent.plan.actions.image:Image",
     "kexec": "ramboot_agent.plan.actions.kexec:KexecUrls",
     "poweroff": "ramboot_agent.plan.actions.power:Poweroff",
     "reboot": "ramboot_agent.plan.actions.power:Reboot",

@@ -1,0 +1,257 @@
+"""Streaming an image onto a block device: the fetcher's sink, the writer, the bmap filter.
+
+The download feeds `ImageSink` (a fetch sink): it hashes the bytes as served,
+detects the format from the first bytes, and feeds a decoder, whose worker
+thread hands the image's bytes to `DeviceWriter` in order. The writer
+buffers them into large `pwrite`s at their offsets, never past the end of
+the device. With a bmap, only mapped ranges are written; each range's
+sha256 is checked as it completes; bytes outside the ranges must be zeros
+(or the bmap does not describe this image).
+
+Resume: a dropped connection leaves the sink, decoder and writer as they
+are; the fetcher continues the download at the byte it stopped at (HTTP
+Range, guarded by the server's validator), so nothing on disk is written
+twice. When the server sends the whole object again instead, the sink
+starts over from byte 0 (`reset`): a new decoder and a writer at offset 0,
+so an image is never spliced from two responses. With a bmap, ranges
+already written and verified are not written again, only re-checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+
+from ramboot_agent.fetch import Sink
+from ramboot_agent.plan.bmap import Bmap
+from ramboot_agent.plan.context import ActionError
+from ramboot_agent.plan.decode import (
+    MAGIC_BYTES,
+    Decoder,
+    detect,
+    make_decoder,
+    zstd_frame_content_size,
+)
+from ramboot_agent.plan.disks import human_size
+
+log = logging.getLogger("ramboot.plan")
+
+WRITE_BUFFER = 4 << 20
+_ZEROS = memoryview(bytes(1 << 20))
+
+
+def _is_zero(data: memoryview) -> bool:
+    for start in range(0, len(data), len(_ZEROS)):
+        piece = data[start:start + len(_ZEROS)]
+        if piece != _ZEROS[:len(piece)]:
+            return False
+    return True
+
+
+class DeviceWriter:
+    """Image bytes in order -> `pwrite`s at their offsets, in large buffered writes."""
+
+    def __init__(self, fd: int, path: str, device_size: int, *,
+                 image_hash: str | None = None) -> None:
+        self.fd = fd
+        self.path = path
+        self.device_size = device_size
+        self.image_hash_name = image_hash
+        self.position = 0  # image bytes accepted
+        self.written = 0  # bytes written to the device (all attempts)
+        self._buffer = bytearray()
+        self._buffer_at = 0
+        self.image_hash = hashlib.new(image_hash) if image_hash else None
+
+    def reset(self) -> None:
+        self._buffer.clear()
+        self.position = self._buffer_at = 0
+        if self.image_hash_name:
+            self.image_hash = hashlib.new(self.image_hash_name)
+
+    def too_large(self, size: int) -> ActionError:
+        return ActionError(f"the image is larger than the target {self.path} "
+                           f"({human_size(self.device_size)}, {self.device_size} bytes): "
+                           f"{size} bytes or more")
+
+    def accept(self, data: memoryview) -> None:
+        """The next image bytes (from the decoder's thread)."""
+        end = self.position + len(data)
+        if end > self.device_size:
+            raise self.too_large(end)
+        if self.image_hash is not None:
+            self.image_hash.update(data)
+        self.store(data, self.position)
+        self.position = end
+
+    def store(self, data: memoryview, offset: int) -> None:
+        """Write `data` at `offset` (buffered while contiguous)."""
+        if self._buffer and self._buffer_at + len(self._buffer) != offset:
+            self.flush_buffer()
+        if not self._buffer:
+            self._buffer_at = offset
+            if len(data) >= WRITE_BUFFER:
+                self._pwrite(data, offset)
+                return
+        self._buffer += data
+        if len(self._buffer) >= WRITE_BUFFER:
+            self.flush_buffer()
+
+    def flush_buffer(self) -> None:
+        if self._buffer:
+            self._pwrite(memoryview(self._buffer), self._buffer_at)
+            self._buffer.clear()
+
+    def _pwrite(self, data: memoryview, offset: int) -> None:
+        done = 0
+        while done < len(data):
+            try:
+                count = os.pwrite(self.fd, data[done:], offset + done)
+            except OSError as error:
+                raise ActionError(f"{self.path}: write at byte {offset + done} failed: "
+                                  f"{error.strerror}") from None
+            if count <= 0:
+                raise ActionError(f"{self.path}: write at byte {offset + done} wrote nothing")
+            done += count
+        self.written += len(data)
+
+
+@dataclass
+class RangeState:
+    verified: set[int] = field(default_factory=set)  # range indices written and checked
+    index: int = 0  # the range the stream is in, or the next one
+    hasher: hashlib._Hash | None = None
+
+
+class BmapWriter(DeviceWriter):
+    """Only the bmap's ranges reach the disk; each is checked; the gaps must be zeros."""
+
+    def __init__(self, fd: int, path: str, device_size: int, bmap: Bmap, *,
+                 image_hash: str | None = None) -> None:
+        super().__init__(fd, path, device_size, image_hash=image_hash)
+        self.bmap = bmap
+        self.state = RangeState()
+        if bmap.image_size > device_size:
+            raise self.too_large(bmap.image_size)
+
+    def reset(self) -> None:
+        super().reset()
+        self.state.index, self.state.hasher = 0, None  # verified ranges stay verified
+
+    def accept(self, data: memoryview) -> None:
+        end = self.position + len(data)
+        if end > self.bmap.image_size:
+            raise ActionError(f"the image is longer than the {self.bmap.image_size} bytes "
+                              "its bmap describes")
+        if self.image_hash is not None:
+            self.image_hash.update(data)
+        ranges, state, offset = self.bmap.ranges, self.state, self.position
+        while data:
+            current = ranges[state.index] if state.index < len(ranges) else None
+            if current is None or offset < current.start:
+                gap = len(data) if current is None else min(len(data), current.start - offset)
+                if not _is_zero(data[:gap]):
+                    raise ActionError(f"image bytes {offset}-{offset + gap - 1} are outside "
+                                      "the bmap's ranges but not zeros: the bmap does not "
+                                      "describe this image")
+                data, offset = data[gap:], offset + gap
+                continue
+            take = min(len(data), current.end - offset)
+            if state.hasher is None:
+                state.hasher = hashlib.sha256()
+            state.hasher.update(data[:take])
+            if state.index not in state.verified:
+                self.store(data[:take], offset)
+            data, offset = data[take:], offset + take
+            if offset == current.end:
+                self._range_done(state.index, state.hasher.hexdigest())
+                state.index, state.hasher = state.index + 1, None
+        self.position = end
+
+    def _range_done(self, index: int, actual: str) -> None:
+        item = self.bmap.ranges[index]
+        if actual != item.sha256:
+            raise ActionError(f"bmap range {index} (image bytes {item.start}-{item.end - 1}): "
+                              f"sha256 is {actual}, the bmap says {item.sha256}")
+        self.state.verified.add(index)
+
+    def check_complete(self) -> None:
+        if self.position != self.bmap.image_size:
+            raise ActionError(f"the image has {self.position} bytes, its bmap says "
+                              f"{self.bmap.image_size}")
+
+
+class ImageSink(Sink):
+    """The fetch sink of the `image` action: served bytes -> digest, decoder, writer."""
+
+    def __init__(self, url: str, writer: DeviceWriter, algorithm: str) -> None:
+        super().__init__(url)
+        self.writer = writer
+        self.algorithm = algorithm
+        # sha256 is what the fetcher's own hasher computes: do not hash twice.
+        self.extra: hashlib._Hash | None = None if algorithm == "sha256" \
+            else hashlib.new(algorithm)
+        self.decoder: Decoder | None = None
+        self.format: str | None = None
+        self.announced: int | None = None
+        self.restarts = 0
+        self._head = b""
+
+    def served_digest(self) -> str:
+        return self.hasher.hexdigest() if self.extra is None else self.extra.hexdigest()
+
+    def expect(self, total: int) -> None:
+        self.announced = total
+
+    def write(self, chunk: bytes) -> None:
+        super().write(chunk)
+        if self.extra is not None:
+            self.extra.update(chunk)
+        if self.decoder is None:
+            self._head += chunk
+            if len(self._head) < MAGIC_BYTES and (self.announced is None
+                                                 or self.size < self.announced):
+                return
+            self._start(self._head)
+            chunk, self._head = self._head, b""
+        assert self.decoder is not None
+        self.decoder.feed(chunk)
+
+    def _start(self, head: bytes) -> None:
+        self.format = detect(head)
+        known = self.announced if self.format == "raw" else zstd_frame_content_size(head)
+        if known is not None and known > self.writer.device_size:
+            raise self.writer.too_large(known)
+        log.info("%s: %s image%s", self.url, self.format,
+                 f" of {known} bytes" if known is not None else "")
+        self.decoder = make_decoder(self.format, self.writer.accept)
+
+    def reset(self) -> None:
+        super().reset()
+        if self.extra is not None:
+            self.extra = hashlib.new(self.algorithm)
+        if self.decoder is not None:
+            self.decoder.abort()
+            self.decoder = None
+            self.restarts += 1
+            log.warning("%s: starting the image over from its first byte", self.url)
+        self._head = b""
+        self.writer.reset()
+
+    def finish(self) -> None:
+        """The download is complete: drain the decoder, write what is buffered."""
+        if self.decoder is None:
+            if not self._head:
+                raise ActionError(f"{self.url}: the image is empty")
+            self._start(self._head)
+            assert self.decoder is not None
+            self.decoder.feed(self._head)
+            self._head = b""
+        self.decoder.close()
+        self.writer.flush_buffer()
+
+    def abort(self) -> None:
+        if self.decoder is not None:
+            self.decoder.abort()
