@@ -66,25 +66,26 @@ def drop_cache(fd: int) -> None:
 
 def reread_partitions(fd: int, path: str,
                       run_tool: Callable[[list[str]], object] | None = None) -> str:
-    """Make the kernel read the new partition table: BLKRRPART, else `partx -u`.
+    """Make the kernel show the partition table on disk: BLKRRPART, then `partx -u`.
 
-    Returns how it was done, or why not (a loop device without partition
-    scanning has no partitions to show).
+    BLKRRPART can succeed without the partitions appearing (seen on loop
+    devices), and fails while a partition is in use; `partx -u` adds,
+    resizes and removes them one by one. Returns what worked.
     """
+    done = []
     try:
         fcntl.ioctl(fd, BLKRRPART)
-        return "BLKRRPART"
+        done.append("BLKRRPART")
     except OSError as error:
         first = error.strerror or str(error)
+        log.debug("%s: BLKRRPART: %s", path, first)
     if run_tool is not None:
         try:
             run_tool(["partx", "-u", path])
-            return "partx -u"
+            done.append("partx -u")
         except AgentError as error:
-            log.warning("%s: partition table not re-read: BLKRRPART: %s; %s", path, first,
-                        error)
-            return f"not re-read (BLKRRPART: {first})"
-    return f"not re-read (BLKRRPART: {first})"
+            (log.debug if done else log.warning)("%s: partx -u: %s", path, error)
+    return " + ".join(done) or "not re-read"
 
 
 def zero(fd: int, offset: int, length: int) -> None:
