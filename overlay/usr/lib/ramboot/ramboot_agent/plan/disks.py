@@ -190,6 +190,8 @@ def read_disk(root: Path, name: str, links: dict[str, list[str]] | None = None) 
     bus = _bus(device_link, name)
     model = _read(device / "model") or _read(device / "name")
     vendor = _read(device / "vendor")
+    if vendor.startswith("0x"):
+        vendor = ""  # a virtio or PCI vendor number, not a name
     serial = _read(block / "serial") or _read(device / "serial")
     wwid = _read(device / "wwid") or _read(block / "wwid")
     holders = [entry.name for entry in sorted((block / "holders").glob("*"))]

@@ -37,8 +37,12 @@ def _ensure_filesystem(ctx: Context, fstype: str) -> None:
 
 @contextlib.contextmanager
 def mounted(ctx: Context, device: str, *, read_only: bool = False,
-            fstype: str | None = None) -> Iterator[Path]:
-    """`device` mounted on a private directory for the block; always unmounted after."""
+            fstype: str | None = None, replay: bool = True) -> Iterator[Path]:
+    """`device` mounted on a private directory for the block; always unmounted after.
+
+    `replay=False` (dry runs) keeps ext3/ext4 from replaying their journal,
+    which even a read-only mount does: looking must change nothing.
+    """
     fstype = fstype or filesystem_type(ctx, device)
     if not fstype:
         raise ActionError(f"{device} holds no filesystem blkid recognises")
@@ -48,6 +52,8 @@ def mounted(ctx: Context, device: str, *, read_only: bool = False,
     point = base / f"{Path(device).name}-{os.getpid()}"
     point.mkdir(exist_ok=True)
     options = "ro,nosuid,nodev,noexec" if read_only else "nosuid,nodev"
+    if read_only and not replay and fstype in ("ext3", "ext4"):
+        options += ",noload"
     try:
         ctx.run_tool(["mount", "-t", fstype, "-o", options, device, str(point)],
                      timeout=MOUNT_TIMEOUT)
