@@ -178,6 +178,11 @@ class BootFlow:
             router=lease.router, server_id=lease.server_id,
         )
         log.info("identity: %s", " ".join(f"{k}={v}" for k, v in identity.items() if v))
+        from ramboot_agent import clock  # noqa: PLC0415
+
+        # Before anything checks a certificate: a Pi starts in 1970.
+        clock.set_clock(clock.servers_from(settings.ntp_servers,
+                                           lease.options.get(net.OPTION_NTP_SERVERS)), reporter)
 
         url = instructions_url(settings, lease, identity)
         # file: only when the kernel command line itself names a local file.

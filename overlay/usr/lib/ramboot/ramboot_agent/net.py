@@ -31,7 +31,8 @@ HOOK = Path(__file__).resolve().parents[3] / "share/ramboot/udhcpc.script"
 RUNTIME_DIR = Path("/run/ramboot")
 OPTION_URL = 224  # text: the instructions URL
 OPTION_REPORT_URL = 225  # text: where to POST status events
-REQUESTED_OPTIONS = (OPTION_URL, OPTION_REPORT_URL)
+OPTION_NTP_SERVERS = 42  # for the clock (clock.py): a Pi has no RTC
+REQUESTED_OPTIONS = (OPTION_URL, OPTION_REPORT_URL, OPTION_NTP_SERVERS)
 ARPHRD_ETHER = 1
 _UDHCPC_TRIES, _UDHCPC_TIMEOUT = 3, 2  # per attempt: 3 discovers, 2 s apart
 
