@@ -94,6 +94,15 @@ def _int(path: Path, default: int = 0) -> int:
     return int(text) if text.isdigit() else default
 
 
+def _vpd_serial(device: Path) -> str:
+    """SCSI/SATA: the unit serial number page (VPD 0x80) the kernel exposes."""
+    try:
+        page = (device / "vpd_pg80").read_bytes()
+    except OSError:
+        return ""
+    return page[4:4 + page[3]].decode("ascii", errors="replace").strip() if len(page) > 4 else ""
+
+
 def _uevent(path: Path) -> dict[str, str]:
     values = {}
     for line in _read(path / "uevent").splitlines():
@@ -192,7 +201,7 @@ def read_disk(root: Path, name: str, links: dict[str, list[str]] | None = None) 
     vendor = _read(device / "vendor")
     if vendor.startswith("0x"):
         vendor = ""  # a virtio or PCI vendor number, not a name
-    serial = _read(block / "serial") or _read(device / "serial")
+    serial = _read(block / "serial") or _read(device / "serial") or _vpd_serial(device)
     wwid = _read(device / "wwid") or _read(block / "wwid")
     holders = [entry.name for entry in sorted((block / "holders").glob("*"))]
     partitions = _partitions(block, name)
@@ -245,11 +254,24 @@ class InUse:
                 found.append(f"/dev/{name} is active swap")
             if name in self.boot:
                 found.append(f"it is the disk the system booted from ({self.boot[name]})")
+        booted = next((why for name, why in self.boot.items()
+                       if name not in {n for n, _ in nodes} and whole_disk(name) == disk.name),
+                      None)
+        if booted:  # a partition the kernel does not show (yet): by its name
+            found.append(f"it is the disk the system booted from ({booted})")
         if disk.holders:
             found.append(f"it is in use by {', '.join(sorted(set(disk.holders)))}")
         if disk.read_only:
             found.append("it is read-only")
         return found
+
+
+def whole_disk(name: str) -> str:
+    """The disk a partition name belongs to: sda2 -> sda, nvme0n1p2 -> nvme0n1."""
+    match = re.fullmatch(r"(.*\d)p\d+|([a-z]+)\d+", name)
+    if match is None:
+        return name
+    return match.group(1) or match.group(2)
 
 
 def _unescape_mount(field_text: str) -> str:
