@@ -38,7 +38,8 @@ class FakeDisk:
     wwid: str = ""
     rotational: bool = False
     removable: bool = False
-    partitions: list[tuple[int, int, int, str]] = field(default_factory=list)  # n, start, size, label
+    # (number, start, size, GPT name)
+    partitions: list[tuple[int, int, int, str]] = field(default_factory=list)
 
 
 def _write(path: Path, text: str) -> None:

@@ -145,7 +145,7 @@ def test_disks_held_by_device_mapper_are_refused(server: Path) -> None:
 
 def test_pi_booted_from_its_sd_card_keeps_the_card(tmp_path: Path) -> None:
     root = sysfs.pi4(tmp_path)
-    with pytest.raises(DiskError, match="bus the system booted from .*boot-mode 1"):
+    with pytest.raises(DiskError, match=r"bus the system booted from .*boot-mode 1"):
         select_disk(DiskSelector(path="/dev/mmcblk0"), root=root)
     assert select_disk(DiskSelector(), root=root).name == "sda"
     disks = {d.name: d for d in list_disks(root)}
