@@ -67,6 +67,7 @@ def parse_bmap(data: bytes, source: str) -> Bmap:
     version = root.get("version", "")
     if not re.fullmatch(r"2\.\d+", version):
         raise fail(f"bmap format version {version!r} is not supported (2.x is)")
+    _check_own_checksum(data, (root.findtext("BmapFileChecksum") or "").strip(), fail)
 
     def number(tag: str) -> int:
         text = (root.findtext(tag) or "").strip()
@@ -75,15 +76,14 @@ def parse_bmap(data: bytes, source: str) -> Bmap:
         return int(text)
 
     image_size, block_size = number("ImageSize"), number("BlockSize")
-    blocks, mapped = number("BlocksCnt"), number("MappedBlocksCnt")
+    blocks, mapped = number("BlocksCount"), number("MappedBlocksCount")
     if block_size <= 0 or block_size & (block_size - 1):
         raise fail(f"<BlockSize> {block_size} is not a power of two")
     if blocks != -(-image_size // block_size):
-        raise fail(f"<BlocksCnt> {blocks} does not match <ImageSize> {image_size}")
+        raise fail(f"<BlocksCount> {blocks} does not match <ImageSize> {image_size}")
     checksum_type = (root.findtext("ChecksumType") or "").strip()
     if checksum_type != "sha256":
         raise fail(f"<ChecksumType> {checksum_type!r} is not supported (sha256 is)")
-    _check_own_checksum(data, (root.findtext("BmapFileChecksum") or "").strip(), fail)
     block_map = root.find("BlockMap")
     if block_map is None:
         raise fail("no <BlockMap>")
@@ -108,7 +108,7 @@ def parse_bmap(data: bytes, source: str) -> Bmap:
         counted += last - first + 1
         ranges.append(Range(start, min((last + 1) * block_size, image_size), digest))
     if counted != mapped:
-        raise fail(f"<MappedBlocksCnt> is {mapped} but the ranges map {counted} blocks")
+        raise fail(f"<MappedBlocksCount> is {mapped} but the ranges map {counted} blocks")
     return Bmap(image_size, block_size, tuple(ranges))
 
 
