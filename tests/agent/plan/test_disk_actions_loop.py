@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,7 +102,8 @@ def test_partition_mkfs_write_file_grow(tmp_path: Path, disk: str) -> None:
     info = tool("dumpe2fs", "-h", f"{disk}p3")
     block_count = int(info.split("Block count:")[1].split()[0])
     block_size = int(info.split("Block size:")[1].split()[0])
-    assert block_count * block_size == grown["new_size"]
+    # resize2fs leaves out at most a few blocks that cannot form a usable group tail.
+    assert 0 <= grown["new_size"] - block_count * block_size < 64 * block_size
     subprocess.run(["e2fsck", "-f", "-n", f"{disk}p3"], check=True, capture_output=True)
 
 
@@ -162,8 +162,8 @@ def test_localboot_on_a_disk_without_entries_says_what_it_looked_for(
     run(tmp_path, disk, {"action": "partition", "target": "d", "partitions": [{"name": "r"}]},
         {"action": "mkfs", "partition": {"partlabel": "r"}, "fs": "ext4"})
     ctx, _ = context(tmp_path)
-    with pytest.raises(Exception, match="no boot entry found: no /loader/entries/\\*.conf, no "
-                                        "grub.cfg with a menuentry, no config.txt"):
+    with pytest.raises(Exception, match=r"no boot entry found: no /loader/entries/\*.conf, no "
+                                        r"grub.cfg with a menuentry, no config.txt"):
         find_entry(ctx, disk)
 
 
@@ -173,5 +173,5 @@ def test_wipe_removes_every_signature(tmp_path: Path, disk: str) -> None:
     done = run(tmp_path, disk, {"action": "wipe", "target": "d"})
     assert done[0]["partitions_wiped"] == 3
     assert tool("wipefs", "--no-act", disk) == ""
-    assert not any(name.startswith(Path(disk).name + "p")
-                   for name in os.listdir(f"/sys/block/{Path(disk).name}"))
+    assert not any(entry.name.startswith(Path(disk).name + "p")
+                   for entry in Path(f"/sys/block/{Path(disk).name}").iterdir())
