@@ -14,14 +14,13 @@ from ramboot_agent.plan.context import ActionError, Context
 log = logging.getLogger("ramboot.plan")
 
 MOUNT_TIMEOUT = 60.0
-BLKID_TIMEOUT = 30.0
 
 
 def filesystem_type(ctx: Context, device: str) -> str:
-    """What blkid finds on `device` ("" when nothing)."""
-    done = ctx.run_tool(["blkid", "-c", "/dev/null", "-p", "-o", "value", "-s", "TYPE",
-                         device], timeout=BLKID_TIMEOUT, check=False)
-    return done.stdout.strip() if done.returncode == 0 else ""
+    """What the superblock of `device` says ("" when nothing known)."""
+    from ramboot_agent.plan.probe import probe  # noqa: PLC0415
+
+    return probe(device).fstype
 
 
 def _ensure_filesystem(ctx: Context, fstype: str) -> None:

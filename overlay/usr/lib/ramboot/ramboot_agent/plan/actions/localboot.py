@@ -224,9 +224,9 @@ def _efi_grub(root: Path) -> list[str]:
 
 
 def _fs_uuid(ctx: Context, device: str) -> str:
-    done = ctx.run_tool(["blkid", "-c", "/dev/null", "-p", "-o", "value", "-s", "UUID",
-                         device], timeout=30, check=False)
-    return done.stdout.strip().lower() if done.returncode == 0 else ""
+    from ramboot_agent.plan.probe import probe  # noqa: PLC0415
+
+    return probe(device).uuid.lower()
 
 
 def _board_model(ctx: Context) -> str:
