@@ -111,7 +111,8 @@ def _set(seconds: float) -> None:
 
 
 def set_clock(servers: Sequence[str], reporter: Reporter | None, *,
-              build_date_file: Path = BUILD_DATE_FILE, use_ntpd: bool | None = None) -> str:
+              build_date_file: Path = BUILD_DATE_FILE, use_ntpd: bool | None = None,
+              port: int = NTP_PORT) -> str:
     """Set the clock from `servers`, else not earlier than the build date; the method used."""
     before = time.time()
     use_ntpd = shutil.which("ntpd") is not None if use_ntpd is None else use_ntpd
@@ -126,7 +127,7 @@ def set_clock(servers: Sequence[str], reporter: Reporter | None, *,
         reason = "no answer"
         for _ in range(SNTP_TRIES):
             try:
-                offset = sntp_offset(server)
+                offset = sntp_offset(server, port=port)
             except (OSError, ClockError) as error:
                 reason = str(error) if isinstance(error, ClockError) else \
                     (error.strerror or type(error).__name__)

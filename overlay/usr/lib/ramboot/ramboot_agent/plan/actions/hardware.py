@@ -25,20 +25,29 @@ def _read(path: Path) -> str:
         return ""
 
 
+# (CPU implementer, CPU part) of /proc/cpuinfo -> the core's name.
+ARM_CORES = {
+    ("0x41", "0xd03"): "ARM Cortex-A53", ("0x41", "0xd07"): "ARM Cortex-A57",
+    ("0x41", "0xd08"): "ARM Cortex-A72", ("0x41", "0xd0b"): "ARM Cortex-A76",
+    ("0x41", "0xd0c"): "ARM Neoverse-N1", ("0x41", "0xd40"): "ARM Neoverse-V1",
+    ("0x41", "0xd49"): "ARM Neoverse-N2", ("0x41", "0xd4f"): "ARM Neoverse-V2",
+}
+
+
+def _field(text: str, key: str) -> str:
+    match = re.search(rf"^{re.escape(key)}\s*:\s*(.+)$", text, re.M)
+    return match.group(1).strip() if match else ""
+
+
 def cpu(root: Path) -> dict[str, Any]:
     text = _read(root / "proc/cpuinfo")
     processors = len(re.findall(r"^processor\s*:", text, re.M))
-    model = ""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        match = re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)
-        if match:
-            model = match.group(1).strip()
-            break
-    if not model:  # arm64 without a model line: the implementer and part numbers
-        implementer = re.search(r"^CPU implementer\s*:\s*(\S+)", text, re.M)
-        part = re.search(r"^CPU part\s*:\s*(\S+)", text, re.M)
-        if implementer and part:
-            model = f"implementer {implementer.group(1)} part {part.group(1)}"
+    model = _field(text, "model name")
+    implementer, part = _field(text, "CPU implementer"), _field(text, "CPU part")
+    if not model and implementer and part:  # arm64: the core from its part number
+        model = ARM_CORES.get((implementer.lower(), part.lower()),
+                              f"implementer {implementer} part {part}")
+    model = model or _field(text, "cpu model") or _field(text, "Hardware")
     return {"model": model, "count": processors or os.cpu_count() or 0,
             "architecture": os.uname().machine}
 
