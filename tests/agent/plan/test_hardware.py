@@ -9,7 +9,7 @@ from ramboot_agent.plan.actions.hardware import collect
 from tests.agent.plan import sysfs
 
 
-def add_nic(root: Path, name: str, mac: str, driver: str, speed: str, carrier: str) -> None:
+def add_nic(root: Path, name: str, mac: str, *, driver: str, speed: str, carrier: str) -> None:
     device = root / "sys/devices/pci0000:00/0000:00:1f.6" / name
     device.mkdir(parents=True)
     (root / "sys/bus/pci/drivers" / driver).mkdir(parents=True, exist_ok=True)
@@ -33,8 +33,8 @@ def test_a_server_is_reported_whole(tmp_path: Path) -> None:
     for key, value in (("sys_vendor", "Dell Inc."), ("product_name", "PowerEdge R650"),
                        ("product_serial", "7XK2L53"), ("bios_version", "1.10.2")):
         (dmi / key).write_text(value + "\n")
-    add_nic(root, "eno1", "B0:7B:25:01:02:03", "ice", "25000", "1")
-    add_nic(root, "eno2", "b0:7b:25:01:02:04", "ice", "-1", "0")
+    add_nic(root, "eno1", "B0:7B:25:01:02:03", driver="ice", speed="25000", carrier="1")
+    add_nic(root, "eno2", "b0:7b:25:01:02:04", driver="ice", speed="-1", carrier="0")
     (root / "sys/class/net/lo").mkdir(parents=True)
     report = collect(root)
     assert report["cpu"]["count"] == 4
