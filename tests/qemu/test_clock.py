@@ -43,8 +43,8 @@ def ca_overlay(ca: Path, dest: Path, work: Path) -> Path:
     (root / "etc/ssl/certs").mkdir(parents=True)
     (root / "etc/ssl/certs/ca-certificates.crt").write_bytes(ca.read_bytes())
     names = "etc\netc/ssl\netc/ssl/certs\netc/ssl/certs/ca-certificates.crt\n"
-    archive = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=names.encode(),
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
+                             input=names.encode(), capture_output=True, check=True).stdout
     dest.write_bytes(gzip.compress(archive))
     return dest
 
