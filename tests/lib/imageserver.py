@@ -158,3 +158,18 @@ def image_server(root: Path, address: str = "127.0.0.1", port: int = 0) -> Itera
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def main() -> None:
+    """`python -m tests.lib.imageserver ROOT PORT`: serve ROOT; prints the base URL."""
+    import sys
+
+    root, port = Path(sys.argv[1]), int(sys.argv[2])
+    server = ImageServer(root, "127.0.0.1", port)
+    print(server.url(""), flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -400,8 +400,11 @@ def select_disk(selector: DiskSelector, *, root: Path = Path("/"),
     use; without a name, the smallest (or largest) real disk that meets
     them and is not in use. DiskError says why when there is none.
     """
-    disks = list_disks(root) if disks is None else disks
     busy = in_use(root) if busy is None else busy
+    if disks is None and selector.path is not None:  # no need to read every disk
+        named = read_disk(root, _device_name(root, selector.path), _by_id_links(root))
+        disks = [named] if named is not None else None
+    disks = list_disks(root) if disks is None else disks
     if selector.path is not None or selector.by_id is not None:
         disk = _named(selector, disks, root)
         misses = _matches(disk, selector)

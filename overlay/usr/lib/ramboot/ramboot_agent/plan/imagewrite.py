@@ -38,14 +38,25 @@ from ramboot_agent.plan.disks import human_size
 
 log = logging.getLogger("ramboot.plan")
 
-WRITE_BUFFER = 4 << 20
-_ZEROS = memoryview(bytes(1 << 20))
+WRITE_BUFFER = 4 << 20  # small pieces are gathered up to this; larger ones go straight out
+DIRECT_WRITE = 1 << 20
+FEED_BATCH = 1 << 20  # served bytes handed to the decoder at once (fewer thread hand-offs)
+_ZEROS = bytes(1 << 20)
+
+
+def _zero_span(view: memoryview, start: int, length: int) -> bool:
+    """Are view[start:start+length] all zeros? Counted in place when the view is whole."""
+    base = view.obj
+    if isinstance(base, bytes | bytearray) and len(base) == view.nbytes:
+        return base.count(0, start, start + length) == length
+    return _is_zero(view[start:start + length])
 
 
 def _is_zero(data: memoryview) -> bool:
+    # bytes == bytes is a memcmp; memoryview == bytes compares item by item.
     for start in range(0, len(data), len(_ZEROS)):
-        piece = data[start:start + len(_ZEROS)]
-        if piece != _ZEROS[:len(piece)]:
+        piece = data[start:start + len(_ZEROS)].tobytes()
+        if piece != (_ZEROS if len(piece) == len(_ZEROS) else bytes(len(piece))):
             return False
     return True
 
@@ -92,7 +103,7 @@ class DeviceWriter:
             self.flush_buffer()
         if not self._buffer:
             self._buffer_at = offset
-            if len(data) >= WRITE_BUFFER:
+            if len(data) >= DIRECT_WRITE:
                 self._pwrite(data, offset)
                 return
         self._buffer += data
@@ -147,24 +158,28 @@ class BmapWriter(DeviceWriter):
                               "its bmap describes")
         if self.image_hash is not None:
             self.image_hash.update(data)
-        ranges, state, offset = self.bmap.ranges, self.state, self.position
-        while data:
+        ranges, state = self.bmap.ranges, self.state
+        # Positions within `data`, not slices: gaps are checked in place.
+        at, offset, length = 0, self.position, len(data)
+        while at < length:
             current = ranges[state.index] if state.index < len(ranges) else None
             if current is None or offset < current.start:
-                gap = len(data) if current is None else min(len(data), current.start - offset)
-                if not _is_zero(data[:gap]):
+                gap = length - at if current is None else min(length - at,
+                                                              current.start - offset)
+                if not _zero_span(data, at, gap):
                     raise ActionError(f"image bytes {offset}-{offset + gap - 1} are outside "
                                       "the bmap's ranges but not zeros: the bmap does not "
                                       "describe this image")
-                data, offset = data[gap:], offset + gap
+                at, offset = at + gap, offset + gap
                 continue
-            take = min(len(data), current.end - offset)
+            take = min(length - at, current.end - offset)
+            piece = data[at:at + take]
             if state.hasher is None:
                 state.hasher = hashlib.sha256()
-            state.hasher.update(data[:take])
+            state.hasher.update(piece)
             if state.index not in state.verified:
-                self.store(data[:take], offset)
-            data, offset = data[take:], offset + take
+                self.store(piece, offset)
+            at, offset = at + take, offset + take
             if offset == current.end:
                 self._range_done(state.index, state.hasher.hexdigest())
                 state.index, state.hasher = state.index + 1, None
@@ -198,6 +213,8 @@ class ImageSink(Sink):
         self.announced: int | None = None
         self.restarts = 0
         self._head = b""
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
 
     def served_digest(self) -> str:
         return self.hasher.hexdigest() if self.extra is None else self.extra.hexdigest()
@@ -216,8 +233,17 @@ class ImageSink(Sink):
                 return
             self._start(self._head)
             chunk, self._head = self._head, b""
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= FEED_BATCH:
+            self._feed()
+
+    def _feed(self) -> None:
         assert self.decoder is not None
-        self.decoder.feed(chunk)
+        if self._pending:
+            batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending, self._pending_bytes = [], 0
+            self.decoder.feed(batch)
 
     def _start(self, head: bytes) -> None:
         self.format = detect(head)
@@ -238,6 +264,7 @@ class ImageSink(Sink):
             self.restarts += 1
             log.warning("%s: starting the image over from its first byte", self.url)
         self._head = b""
+        self._pending, self._pending_bytes = [], 0
         self.writer.reset()
 
     def finish(self) -> None:
@@ -246,9 +273,10 @@ class ImageSink(Sink):
             if not self._head:
                 raise ActionError(f"{self.url}: the image is empty")
             self._start(self._head)
-            assert self.decoder is not None
-            self.decoder.feed(self._head)
+            self._pending.append(self._head)
             self._head = b""
+        self._feed()
+        assert self.decoder is not None
         self.decoder.close()
         self.writer.flush_buffer()
 

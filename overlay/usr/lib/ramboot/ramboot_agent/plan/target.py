@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ramboot_agent.plan.context import ActionError, Context
-from ramboot_agent.plan.disks import Disk, DiskError, in_use, list_disks, read_disk, refusals
+from ramboot_agent.plan.disks import Disk, DiskError, in_use, read_disk, refusals
 from ramboot_agent.plan.disks import select_disk as _select
 from ramboot_agent.plan.model import DiskSelector, PartitionRef
 
@@ -42,8 +42,8 @@ def resolve_disk(ctx: Context, selector: DiskSelector, *, writing: bool = True) 
     name = chosen.get(selector.key)
     try:
         if name is None:
-            disk = _select(selector, root=root, disks=list_disks(root), busy=busy) \
-                if writing else _select_any(selector, root)
+            disk = _select(selector, root=root, busy=busy) if writing \
+                else _select_any(selector, root)
             chosen[selector.key] = disk.name
             return disk
         found = read_disk(root, name)
@@ -62,7 +62,7 @@ def _select_any(selector: DiskSelector, root: Path) -> Disk:
     """For reading only (localboot): a disk in use is fine."""
     from ramboot_agent.plan.disks import InUse  # noqa: PLC0415
 
-    return _select(selector, root=root, disks=list_disks(root), busy=InUse())
+    return _select(selector, root=root, busy=InUse())
 
 
 def resolve_partition(ctx: Context, ref: PartitionRef, *, writing: bool = True) -> str:
