@@ -142,6 +142,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/dev/shm/rb-disk-bench"))
     parser.add_argument("--scale", type=float, default=1.0,
                         help="shrink every size (a quick check of the script: 0.05)")
+    parser.add_argument("--only", choices=("zstd", "sparse"), default=None,
+                        help="run one part: zstd (1 and 3) or sparse (2)")
     parser.add_argument("--sparse-work", type=Path, default=None,
                         help="where the 4 GiB images go (default: a directory on /var/tmp)")
     args = parser.parse_args()
@@ -158,54 +160,80 @@ def main() -> int:
     results = []
     server = subprocess.Popen([sys.executable, "-m", "tests.lib.imageserver", str(www), "0"],
                               cwd=REPO, stdout=subprocess.PIPE, text=True)
-    sparse_server = None
     loops: list[Loop] = []
     try:
         assert server.stdout is not None
         base = server.stdout.readline().strip()
         # --- 1: zstd image -------------------------------------------------------------
-        raw = args.work / "os.img"
-        os_like_image(raw, GiB)
-        sh(["zstd", "-q", "-f", "-3", "-T0", str(raw), "-o", str(www / "os.img.zst")])
-        raw_digest = sha256(raw)
-        raw.unlink()
-        zst_digest = sha256(www / "os.img.zst")
-        url = f"{base}/os.img.zst"
-        print(f"zstd image: {(www / 'os.img.zst').stat().st_size} bytes for {GiB}", flush=True)
-        target = Loop(args.work / "target.raw", GiB + 64 * MiB)
-        loops.append(target)
-        action = {"action": "image", "url": url, "digest": f"sha256:{zst_digest}",
-                  "target": {"path": target.device}}
-        ours, theirs = [], []
-        for _ in range(args.runs):
-            target.reset()
-            ours.append(timed(lambda: run_plan(args.work, action)))
-            target.reset()
-            theirs.append(timed(lambda: sh(
-                ["sh", "-c", f"curl -sf {url} | zstd -dc | dd of={target.device} bs=4M "
-                             "iflag=fullblock conv=fsync status=none"])))
-        results.append(compare("1 GiB zstd image, HTTP -> loop device", ours, theirs, GiB,
-                               ">= 0.95x curl | zstd -dc | dd"))
-        # --- 3: read-back ---------------------------------------------------------------
-        # The same written GiB as a device of exactly that size, for openssl to read whole.
-        exact = subprocess.run(["losetup", "--find", "--show", "--sizelimit", str(GiB),
-                                str(target.backing)], check=True, capture_output=True,
-                               text=True).stdout.strip()
-        ours, theirs = [], []
-        try:
-            for _ in range(args.runs):
-                drop(exact)
-                ours.append(timed(lambda: blockdev.read_back(exact, [(0, GiB)], "sha256")))
-                drop(exact)
-                theirs.append(timed(lambda: sh(["openssl", "dgst", "-sha256", exact],
-                                               stdout=subprocess.DEVNULL)))
-            (digest,) = blockdev.read_back(exact, [(0, GiB)], "sha256")
-        finally:
-            subprocess.run(["losetup", "--detach", exact], check=False)
-        assert digest == raw_digest, "the written image does not read back as written"
-        results.append(compare("read-back sha256 of 1 GiB", ours, theirs, GiB,
-                               ">= 0.9x openssl dgst -sha256"))
+        if args.only != "sparse":
+            results += zstd_and_read_back(args, www, base, loops)
+        if args.only != "zstd":
+            results += sparse_with_bmap(args, sparse_work, loops)
+    finally:
+        for loop in loops:
+            loop.close()
+        for process in (server,):
+            process.terminate()
+            process.wait(timeout=10)
+        shutil.rmtree(args.work, ignore_errors=True)
+        shutil.rmtree(sparse_work, ignore_errors=True)
+    print(f"load average after: {os.getloadavg()}", flush=True)
+    return 0
+
+
+def zstd_and_read_back(args: argparse.Namespace, www: Path, base: str,
+                       loops: list[Loop]) -> list[dict[str, object]]:
+    results = []
+    raw = args.work / "os.img"
+    os_like_image(raw, GiB)
+    sh(["zstd", "-q", "-f", "-3", "-T0", str(raw), "-o", str(www / "os.img.zst")])
+    raw_digest = sha256(raw)
+    raw.unlink()
+    zst_digest = sha256(www / "os.img.zst")
+    url = f"{base}/os.img.zst"
+    print(f"zstd image: {(www / 'os.img.zst').stat().st_size} bytes for {GiB}", flush=True)
+    target = Loop(args.work / "target.raw", GiB + 64 * MiB)
+    loops.append(target)
+    action = {"action": "image", "url": url, "digest": f"sha256:{zst_digest}",
+              "target": {"path": target.device}}
+    ours, theirs = [], []
+    for _ in range(args.runs):
         target.reset()
+        ours.append(timed(lambda: run_plan(args.work, action)))
+        target.reset()
+        theirs.append(timed(lambda: sh(
+            ["sh", "-c", f"curl -sf {url} | zstd -dc | dd of={target.device} bs=4M "
+                         "iflag=fullblock conv=fsync status=none"])))
+    results.append(compare("1 GiB zstd image, HTTP -> loop device", ours, theirs, GiB,
+                           ">= 0.95x curl | zstd -dc | dd"))
+    # --- 3: read-back ---------------------------------------------------------------
+    # The same written GiB as a device of exactly that size, for openssl to read whole.
+    exact = subprocess.run(["losetup", "--find", "--show", "--sizelimit", str(GiB),
+                            str(target.backing)], check=True, capture_output=True,
+                           text=True).stdout.strip()
+    ours, theirs = [], []
+    try:
+        for _ in range(args.runs):
+            drop(exact)
+            ours.append(timed(lambda: blockdev.read_back(exact, [(0, GiB)], "sha256")))
+            drop(exact)
+            theirs.append(timed(lambda: sh(["openssl", "dgst", "-sha256", exact],
+                                           stdout=subprocess.DEVNULL)))
+        (digest,) = blockdev.read_back(exact, [(0, GiB)], "sha256")
+    finally:
+        subprocess.run(["losetup", "--detach", exact], check=False)
+    assert digest == raw_digest, "the written image does not read back as written"
+    results.append(compare("read-back sha256 of 1 GiB", ours, theirs, GiB,
+                           ">= 0.9x openssl dgst -sha256"))
+    target.reset()
+    return results
+
+
+def sparse_with_bmap(args: argparse.Namespace, sparse_work: Path,
+                     loops: list[Loop]) -> list[dict[str, object]]:
+    results = []
+    sparse_server = None
+    try:
         # --- 2: sparse image with a bmap ----------------------------------------------
         swww = sparse_work / "www"
         swww.mkdir(exist_ok=True)
@@ -241,16 +269,10 @@ def main() -> int:
         results.append(compare("4 GiB sparse: with bmap vs the dense write", ours, dense_runs,
                                4 * GiB, "several times faster"))
     finally:
-        for loop in loops:
-            loop.close()
-        for process in (server, sparse_server):
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=10)
-        shutil.rmtree(args.work, ignore_errors=True)
-        shutil.rmtree(sparse_work, ignore_errors=True)
-    print(f"load average after: {os.getloadavg()}", flush=True)
-    return 0
+        if sparse_server is not None:
+            sparse_server.terminate()
+            sparse_server.wait(timeout=10)
+    return results
 
 
 if __name__ == "__main__":

@@ -87,14 +87,16 @@ class Decoder:
         self.error: BaseException | None = None
         self.output = 0  # image bytes emitted
         self._stop = threading.Event()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_DEPTH)
+        self._queue: queue.Queue[bytes | int | None] = queue.Queue(QUEUE_DEPTH)
+        self.on_skip: Callable[[int], None] | None = None  # raw images fetched by ranges
         self._thread = threading.Thread(target=self._run, name=f"decode-{self.name}",
                                         daemon=True)
         self._thread.start()
 
     # --- the feeding side (the download) ---------------------------------------------
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | int) -> None:
+        """Served bytes; or (an int) that many bytes not fetched, known to be holes."""
         self._raise_if_failed()
         while True:
             try:
@@ -139,6 +141,11 @@ class Decoder:
                 if chunk is None:
                     self._finish()
                     return
+                if isinstance(chunk, int):
+                    assert self.on_skip is not None, "holes are for raw images only"
+                    self.output += chunk
+                    self.on_skip(chunk)
+                    continue
                 self._decode(chunk)
         except BaseException as error:
             self.error = error
@@ -267,8 +274,9 @@ class _ZstdProcess(Decoder):
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
         super().__init__(emit)
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | int) -> None:
         self._raise_if_failed()
+        assert isinstance(chunk, bytes), "holes are for raw images only"
         try:
             self._stdin.write(chunk)
         except BrokenPipeError:

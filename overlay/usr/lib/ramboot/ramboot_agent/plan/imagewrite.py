@@ -70,6 +70,7 @@ class DeviceWriter:
         self.path = path
         self.device_size = device_size
         self.image_hash_name = image_hash
+        self.requested_hash = image_hash  # what the caller asked for (spans may add one)
         self.position = 0  # image bytes accepted
         self.written = 0  # bytes written to the device (all attempts)
         self._buffer = bytearray()
@@ -77,7 +78,8 @@ class DeviceWriter:
         self.image_hash = hashlib.new(image_hash) if image_hash else None
 
     def reset(self) -> None:
-        self._buffer.clear()
+        # What is buffered was accepted (a bmap range may count it as written): write it.
+        self.flush_buffer()
         self.position = self._buffer_at = 0
         if self.image_hash_name:
             self.image_hash = hashlib.new(self.image_hash_name)
@@ -185,6 +187,19 @@ class BmapWriter(DeviceWriter):
                 state.index, state.hasher = state.index + 1, None
         self.position = end
 
+    def skip(self, length: int) -> None:
+        """`length` image bytes that were not fetched: holes between the bmap's ranges."""
+        end = self.position + length
+        current = self.bmap.ranges[self.state.index] if self.state.index < len(
+            self.bmap.ranges) else None
+        if (current is not None and end > current.start) or end > self.bmap.image_size:
+            raise ActionError(f"internal: a hole {self.position}-{end} over bmap range "
+                              f"{self.state.index}")
+        if self.image_hash is not None:
+            for start in range(self.position, end, len(_ZEROS)):
+                self.image_hash.update(memoryview(_ZEROS)[:min(len(_ZEROS), end - start)])
+        self.position = end
+
     def _range_done(self, index: int, actual: str) -> None:
         item = self.bmap.ranges[index]
         if actual != item.sha256:
@@ -198,11 +213,44 @@ class BmapWriter(DeviceWriter):
                               f"{self.bmap.image_size}")
 
 
-class ImageSink(Sink):
-    """The fetch sink of the `image` action: served bytes -> digest, decoder, writer."""
+MAX_SPANS = 4096
+SPAN_JOIN = 4 << 20  # ranges closer than this are fetched as one span, the gap read through
 
-    def __init__(self, url: str, writer: DeviceWriter, algorithm: str) -> None:
+
+class SpanDone(Exception):
+    """The sink has the whole span it asked for: the download of it stops here."""
+
+
+def spans_of(bmap: Bmap) -> list[tuple[int, int]]:
+    """The byte spans to fetch for `bmap`'s ranges, neighbours joined."""
+    spans: list[tuple[int, int]] = []
+    for item in bmap.ranges:
+        if spans and item.start - spans[-1][1] < SPAN_JOIN:
+            spans[-1] = (spans[-1][0], item.end)
+        else:
+            spans.append((item.start, item.end))
+    return spans
+
+
+class ImageSink(Sink):
+    """The fetch sink of the `image` action: served bytes -> digest, decoder, writer.
+
+    With a bmap of a raw image, `spans` lists the byte spans to fetch, one
+    ranged request each (the holes between are not downloaded; the digest of
+    the file counts them as the zeros they are): `begin_span` before each
+    download, which ends with SpanDone. A server that answers a span with the
+    whole file (reset) turns it back into one streamed download.
+    """
+
+    def __init__(self, url: str, writer: DeviceWriter, algorithm: str,
+                 spans: list[tuple[int, int]] | None = None) -> None:
         super().__init__(url)
+        self.spans = spans if spans and spans[0][0] == 0 and len(spans) <= MAX_SPANS else None
+        self.span = 0
+        if self.spans is not None:
+            # The file's digest is the image's: fetched bytes and holes, in order.
+            writer.image_hash_name = algorithm
+            writer.image_hash = hashlib.new(algorithm)
         self.writer = writer
         self.algorithm = algorithm
         # sha256 is what the fetcher's own hasher computes: do not hash twice.
@@ -217,7 +265,29 @@ class ImageSink(Sink):
         self._pending_bytes = 0
 
     def served_digest(self) -> str:
+        if self.spans is not None:
+            assert self.writer.image_hash is not None
+            return self.writer.image_hash.hexdigest()
         return self.hasher.hexdigest() if self.extra is None else self.extra.hexdigest()
+
+    def begin_span(self, index: int) -> None:
+        """Make the next download fetch span `index` (ranged, from its first byte)."""
+        assert self.spans is not None
+        self.span = index
+        if index:
+            start, previous_end = self.spans[index][0], self.spans[index - 1][1]
+            self._feed()
+            assert self.decoder is not None
+            self.decoder.feed(start - previous_end)  # the hole before it
+            self.size = start  # the fetcher asks for bytes=start- (If-Range: validator)
+
+    def end_spans(self) -> None:
+        """After the last span: the image's tail is a hole up to its full size."""
+        assert self.spans is not None and self.decoder is not None
+        tail = (self.announced or 0) - self.spans[-1][1]
+        self._feed()
+        if tail > 0:
+            self.decoder.feed(tail)
 
     def expect(self, total: int) -> None:
         self.announced = total
@@ -233,10 +303,18 @@ class ImageSink(Sink):
                 return
             self._start(self._head)
             chunk, self._head = self._head, b""
+        done = False
+        if self.spans is not None:
+            span_end = self.spans[self.span][1]
+            keep = span_end - (self.size - len(chunk))
+            if keep <= len(chunk):
+                chunk, done = chunk[:max(keep, 0)], True
         self._pending.append(chunk)
         self._pending_bytes += len(chunk)
-        if self._pending_bytes >= FEED_BATCH:
+        if self._pending_bytes >= FEED_BATCH or done:
             self._feed()
+        if done:
+            raise SpanDone
 
     def _feed(self) -> None:
         assert self.decoder is not None
@@ -247,15 +325,30 @@ class ImageSink(Sink):
 
     def _start(self, head: bytes) -> None:
         self.format = detect(head)
+        if self.format != "raw" and self.spans is not None:
+            self._stream_whole()
         known = self.announced if self.format == "raw" else zstd_frame_content_size(head)
         if known is not None and known > self.writer.device_size:
             raise self.writer.too_large(known)
         log.info("%s: %s image%s", self.url, self.format,
                  f" of {known} bytes" if known is not None else "")
         self.decoder = make_decoder(self.format, self.writer.accept)
+        if self.spans is not None and isinstance(self.writer, BmapWriter):
+            self.decoder.on_skip = self.writer.skip
+
+    def _stream_whole(self) -> None:
+        """Back to one download of the whole file (compressed, or Range refused)."""
+        self.spans = None
+        self.writer.image_hash_name = self.writer.requested_hash
+        self.writer.image_hash = hashlib.new(self.writer.requested_hash) \
+            if self.writer.requested_hash else None
 
     def reset(self) -> None:
         super().reset()
+        if self.spans is not None:
+            log.warning("%s: the server did not send the range asked for: streaming the "
+                        "whole image instead", self.url)
+            self._stream_whole()
         if self.extra is not None:
             self.extra = hashlib.new(self.algorithm)
         if self.decoder is not None:

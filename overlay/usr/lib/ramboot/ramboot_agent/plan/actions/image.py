@@ -90,7 +90,12 @@ def write_image(spec: ImageSpec, ctx: Context) -> dict[str, Any]:
     """Stream, check, flush, re-read, and optionally read back; the action-done details."""
     from ramboot_agent.fetch import redact, resolve_url  # noqa: PLC0415
     from ramboot_agent.plan import blockdev  # noqa: PLC0415
-    from ramboot_agent.plan.imagewrite import BmapWriter, DeviceWriter, ImageSink  # noqa: PLC0415
+    from ramboot_agent.plan.imagewrite import (  # noqa: PLC0415
+        BmapWriter,
+        DeviceWriter,
+        ImageSink,
+        spans_of,
+    )
     from ramboot_agent.plan.target import resolve_disk  # noqa: PLC0415
 
     disk = resolve_disk(ctx, spec.target)
@@ -112,21 +117,26 @@ def write_image(spec: ImageSpec, ctx: Context) -> dict[str, Any]:
                        image_hash=image_algorithm if spec.image_digest else None)
             if bmap is not None else
             DeviceWriter(fd, disk.path, size, image_hash=image_algorithm if hash_image else None))
-        sink = ImageSink(redact(url), writer, algorithm)
+        # A raw image with a bmap is fetched by ranges: its holes are not downloaded.
+        spans = spans_of(bmap) if bmap is not None and (
+            spec.image_digest is None or spec.image_digest[0] == algorithm) else None
+        sink = ImageSink(redact(url), writer, algorithm, spans)
 
         def progress(done: int, total: int | None) -> None:
             ctx.progress(done, total, started=started, written=writer.written,
                          restarts=sink.restarts if sink else 0)
             ctx.check_deadline()
 
-        fetched = ctx.fetcher.fetch_into(url, sink, on_progress=progress, origin=ctx.base_url)
+        fetched = _download(ctx, url, sink, progress)
         wrote_anything = writer.written > 0
         sink.finish()
         wrote_anything = writer.written > 0
         actual = sink.served_digest()
         if actual != expected:
-            raise ActionError(f"{redact(url)}: {algorithm} is {actual}, the plan expects "
-                              f"{expected}")
+            holes = " (counting the holes between the bmap's ranges as zeros)" \
+                if sink.spans is not None else ""
+            raise ActionError(f"{redact(url)}: {algorithm} is {actual}{holes}, the plan "
+                              f"expects {expected}")
         if isinstance(writer, BmapWriter):
             writer.check_complete()
         image_hex = writer.image_hash.hexdigest() if writer.image_hash is not None else None
@@ -164,6 +174,33 @@ def write_image(spec: ImageSpec, ctx: Context) -> dict[str, Any]:
     ctx.say(f"{disk.path}: {human_size(writer.position)} image written"
             f"{' and verified' if spec.verify else ''}")
     return details
+
+
+def _download(ctx: Context, url: str, sink: Any, progress: Any) -> Any:
+    """The whole file in one download, or (raw image with a bmap) span by span."""
+    from ramboot_agent.plan.imagewrite import SpanDone  # noqa: PLC0415
+
+    if sink.spans is None:
+        return ctx.fetcher.fetch_into(url, sink, on_progress=progress, origin=ctx.base_url)
+    fetched, served, index = None, 0, 0
+    while sink.spans is not None and index < len(sink.spans):
+        sink.begin_span(index)
+        before = sink.size
+        with contextlib.suppress(SpanDone):  # the normal end of a span
+            fetched = ctx.fetcher.fetch_into(url, sink, on_progress=progress,
+                                             origin=ctx.base_url)
+        served += sink.size - before
+        index += 1
+    if sink.spans is None:  # the server sent the whole file: it was streamed
+        return fetched
+    sink.end_spans()
+    log.info("%s: %d bytes fetched in %d ranges", url, served, len(sink.spans))
+    return _Fetched(served)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    size: int
 
 
 def _invalidate(fd: int, path: str) -> None:
