@@ -293,9 +293,12 @@ class ImageSink(Sink):
         self.announced = total
 
     def write(self, chunk: bytes) -> None:
-        super().write(chunk)
-        if self.extra is not None:
-            self.extra.update(chunk)
+        if self.spans is not None:
+            self.size += len(chunk)  # the digest is the writer's, holes included
+        else:
+            super().write(chunk)
+            if self.extra is not None:
+                self.extra.update(chunk)
         if self.decoder is None:
             self._head += chunk
             if len(self._head) < MAGIC_BYTES and (self.announced is None
