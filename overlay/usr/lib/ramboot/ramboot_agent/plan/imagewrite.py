@@ -293,7 +293,7 @@ class ImageSink(Sink):
         self.announced = total
 
     def write(self, chunk: bytes) -> None:
-        if self.spans is not None:
+        if self.spans is not None and self.format == "raw":
             self.size += len(chunk)  # the digest is the writer's, holes included
         else:
             super().write(chunk)
