@@ -11,6 +11,7 @@ connection (the input resumes where it stopped); `abort` ends it at once.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import logging
 import os
@@ -27,6 +28,7 @@ log = logging.getLogger("ramboot.plan")
 PIECE = 4 << 20  # at most this much decompressed output per step
 QUEUE_DEPTH = 64  # input chunks in flight (64 KiB each from the fetcher)
 PIPE_READ = 1 << 20
+F_SETPIPE_SZ = 1031  # <linux/fcntl.h>
 ZSTD_EXIT_TIMEOUT = 30.0
 
 GZIP, XZ, ZSTD, BZIP2 = b"\x1f\x8b", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"BZh"
@@ -272,6 +274,10 @@ class _ZstdProcess(Decoder):
                               f"{error.strerror}) or Python 3.14") from None
         assert self._process.stdin is not None and self._process.stdout is not None
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
+        for stream in (self._stdin, self._stdout):
+            # Larger pipes: fewer, larger reads and writes, fewer switches to zstd.
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_READ)
         super().__init__(emit)
 
     def feed(self, chunk: bytes | int) -> None:
