@@ -2,7 +2,7 @@
 # Plain Buildroot usage (make BR2_EXTERNAL=... rpi4_pxe_defconfig && make) works too.
 
 VENV ?= .venv
-PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
+PYTHON ?= $(VENV)/bin/python
 
 # The Buildroot release this tree is written and tested against. Without
 # BUILDROOT_DIR, `make <board>` clones it once into BUILDROOT_CACHE and checks
@@ -19,7 +19,7 @@ OUTPUT ?= $(CURDIR)/output
 # Buildroot's own Makefile serialises itself; every call goes through here.
 BR_MAKE = $(MAKE) -C $(BUILDROOT) BR2_EXTERNAL=$(CURDIR)
 
-.PHONY: help test lint buildroot-source $(BOARDS)
+.PHONY: help test test-deps build-deps lint buildroot-source $(BOARDS)
 
 help:
 	@echo 'Images (output in output/<board>/images, see docs/br-tree.md):'
@@ -30,21 +30,30 @@ help:
 	@echo '                          rpi4-savedefconfig (writes configs/ back)'
 	@echo '  buildroot-source        fetch Buildroot $(BUILDROOT_VERSION) into the cache'
 	@echo 'Development:'
-	@echo '  test                    run the test suite'
+	@echo '  test                    set up what the tests need (root on Debian:'
+	@echo '                          system packages too), then run the test suite'
 	@echo '  lint                    ruff and shellcheck'
 	@echo 'Variables: BUILDROOT_DIR (an existing Buildroot tree), OUTPUT, BUILDROOT_CACHE'
 
-test:
-	$(PYTHON) -m pytest
+# Each entry point sets up what it needs: quick when nothing is missing;
+# without root it names the missing Debian packages and stops.
+test-deps:
+	@RAMBOOT_VENV=$(VENV) scripts/install-deps --if-needed
 
-lint:
+build-deps:
+	@scripts/install-deps --if-needed --build
+
+test: test-deps
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: test-deps
 	$(PYTHON) -m ruff check .
 	shellcheck -s sh $(sort $(wildcard board/*/*.sh))
 
 ifeq ($(BUILDROOT_DIR),)
 buildroot-source: $(BUILDROOT_CACHE)/Makefile
 
-$(BUILDROOT_CACHE)/Makefile:
+$(BUILDROOT_CACHE)/Makefile: | build-deps
 	rm -rf '$(BUILDROOT_CACHE).tmp'
 	git clone --quiet --depth 1 --branch '$(BUILDROOT_VERSION)' \
 		'$(BUILDROOT_GIT)' '$(BUILDROOT_CACHE).tmp'
@@ -63,7 +72,7 @@ endif
 define BOARD_RULES
 .PHONY: $(1)-defconfig
 
-$(1): $(OUTPUT)/$(1)/.config
+$(1): $(OUTPUT)/$(1)/.config | build-deps
 	$$(BR_MAKE) O=$(OUTPUT)/$(1)
 
 # Re-applied when the defconfig changes; menuconfig edits are kept until then.

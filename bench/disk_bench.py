@@ -121,7 +121,7 @@ def run_plan(work: Path, action: dict[str, object]) -> dict[str, object]:
     plan.write_text(json.dumps({"ramboot-plan": 1, "actions": [action]}))
     report = work / "plan.out"
     with report.open("w") as out:
-        sh([*AGENT, "run-plan", str(plan)], stdout=out, stderr=subprocess.STDOUT)
+        sh([*AGENT, "run-plan", "--force", str(plan)], stdout=out, stderr=subprocess.STDOUT)
     return {}
 
 

@@ -28,8 +28,7 @@ subnet = "10.0.0.0/16"
 pool = ["10.0.200.0", "10.0.255.254"]
 router = "10.0.0.1"
 [profiles.rescue]
-kernel = "x86_64/bzImage"
-initramfs = ["x86_64/rootfs.cpio.gz"]
+kind = "rescue"
 """
 
 

@@ -232,3 +232,29 @@ def test_boot_script_that_returns_is_explained(boot_ramboot: BootFn) -> None:
     assert fallback_boxes(lines) == [
         ("1/3", f"the boot script {BOOT_URL} returned without booting")]
     assert len(requests(boot.http_log)) == 1  # a script that ran is not re-fetched
+
+
+def test_stage1_disk_script_returns_to_the_firmware_at_once(boot_ramboot: BootFn) -> None:
+    """A rendered stage 1 for a machine whose target is its disk: no retries, no
+    failure box, straight to the firmware's next boot device."""
+    from pathlib import Path as _Path
+
+    from ramboot import targets
+    from ramboot.inventory import parse_inventory
+
+    inventory = parse_inventory(
+        '[servers]\ntftp = "192.0.2.1"\nhttp_base = "http://192.0.2.1:8080"\n'
+        '[network]\nsubnet = "192.0.2.0/24"\npool = ["192.0.2.100", "192.0.2.199"]\n'
+        f'[[hosts]]\nname = "srv-disk"\nfamily = "x86_64"\nmacs = ["{GUEST_MAC}"]\n'
+        'target = { kind = "disk", disk = { path = "/dev/sda" } }\n', _Path("fleet.toml"))
+    (host,) = inventory.hosts
+    stage1 = targets.stage1(inventory, host, provisioned=False)
+    boot = boot_ramboot(files={"boot.ipxe": stage1.data},
+                        dhcp_options=[f"--dhcp-option-force=224,{BOOT_URL}"])
+    boot.vm.expect(r"Booting from Hard Disk", timeout=90)
+    lines = boot.lines()
+    assert "ramboot: srv-disk boots from its local disk (its target is its disk)" in lines
+    assert "ramboot: the boot server sends this machine to its local disk" in lines
+    assert fallback_boxes(lines) == []
+    assert not any(line.startswith("ramboot: chain attempt 2") for line in lines)
+    assert [r["path"] for r in requests(boot.http_log)] == ["/boot.ipxe"]

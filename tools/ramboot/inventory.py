@@ -7,6 +7,7 @@ section or host, and the field, so one run tells the operator everything to fix.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -25,6 +26,7 @@ RPI_MODEL_DTB = {
     "4b": "bcm2711-rpi-4-b.dtb",
     "400": "bcm2711-rpi-400.dtb",
     "cm4": "bcm2711-rpi-cm4.dtb",
+    "cm4s": "bcm2711-rpi-cm4s.dtb",
 }
 
 # The last console= is /dev/console, where the agent reports and the rescue
@@ -34,14 +36,29 @@ DEFAULT_CONSOLES = {
     "x86_64": ("tty0", "ttyS0,115200"),
 }
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_SERIAL_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
-_MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}$")
-_RAMBOOT_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+# Every pattern is used with fullmatch(): `$` would also match before a final
+# newline, and "pi-01\n" would then split a line of every generated file.
+_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_SERIAL_RE = re.compile(r"[0-9A-Fa-f]{8}")
+_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}")
+_RAMBOOT_KEY_RE = re.compile(r"[a-z][a-z0-9_-]*")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column (\d+)\)$")
-# Characters that would break a kernel command line, a config line or a quoted value.
+# A URL is RFC 3986 characters only: unreserved, reserved and %-escapes. That
+# leaves out blanks, quotes, backslash, `<>^`{|}` and anything non-ASCII, so
+# no URL can break a kernel command line, an iPXE word (no `${`), a quoted
+# dnsmasq value or a config line.
+_URL_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
+# A kernel or iPXE argument: printable ASCII without blanks, quotes or backslash.
+_ARG_RE = re.compile(r"[!#-&(-\[\]-~]+")
+# A DNS domain: dot-separated LDH labels (RFC 1123), at most 253 characters.
+_DOMAIN_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# A Linux interface name (IFNAMSIZ - 1), as dnsmasq and Kea take it.
+_INTERFACE_RE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
+# An absolute directory for dnsmasq's tftp-root= (a comma would end the value).
+_TFTP_ROOT_RE = re.compile(r"/[A-Za-z0-9_.@+=:/-]*")
+# iPXE reads these words as command separators and comments, not as arguments.
+_IPXE_SPECIAL_WORDS = ("||", "&&", ";")
 _PLACEHOLDER_IP = "192.0.2.0"  # stands in for a missing address while collecting problems
-_UNSAFE_CHARS = re.compile(r"[\s\"'\\\x00-\x1f\x7f]")
 
 
 class InventoryError(RambootError):
@@ -76,12 +93,33 @@ class Network:
 
 
 @dataclass(frozen=True)
+class Target:
+    """What a machine becomes (stage 2): a kind and that kind's validated keys.
+
+    `where` names the table it came from (`profile 'pi-sd'`, `host 'srv-01'`) for
+    messages. `options` holds JSON-ready values (the plan's own keys), in the
+    order the kind lists them.
+    """
+
+    kind: str
+    options: tuple[tuple[str, Any], ...]
+    where: str
+    description: str | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return next((value for name, value in self.options if name == key), default)
+
+    def __hash__(self) -> int:  # options hold JSON tables (dicts): hash their text
+        return hash((self.kind, json.dumps(self.options, sort_keys=True), self.where,
+                     self.description))
+
+
+@dataclass(frozen=True)
 class Profile:
+    """A named target that hosts share (`[profiles.<name>]`)."""
+
     name: str
-    kernel: str | None
-    initramfs: tuple[str, ...]
-    args: tuple[str, ...]
-    chain: str | None
+    target: Target
 
 
 @dataclass(frozen=True)
@@ -103,8 +141,9 @@ class Host:
     serial: str | None
     macs: tuple[str, ...]
     ip: str | None
-    url: str | None
-    profile: str | None
+    profile: str | None  # the profile its target comes from; None for its own `target`
+    target: Target
+    provisioned: bool  # installed already: stage 1 sends it to its disk
     consoles: tuple[str, ...]
     kernel_args: tuple[str, ...]
     ramboot: tuple[tuple[str, str], ...]
@@ -125,10 +164,6 @@ class Inventory:
     hosts: tuple[Host, ...]
     families: frozenset[str] = field(default_factory=frozenset)
 
-    def host_url(self, host: Host) -> str:
-        """The instructions URL of `host`: its own, or the rendered host script."""
-        return host.url or f"{self.servers.http_base}/hosts/{host.name}.ipxe"
-
 
 # --- small validators: each returns the normalised value or raises _Bad ---
 
@@ -138,7 +173,7 @@ class _Bad(Exception):
 
 
 def normalise_mac(value: object) -> str:
-    if not isinstance(value, str) or not _MAC_RE.match(value):
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
         raise _Bad(f"{value!r} is not a MAC address (six hex pairs separated by ':' or '-')")
     mac = value.lower().replace("-", ":")
     if int(mac[:2], 16) & 1:
@@ -149,7 +184,7 @@ def normalise_mac(value: object) -> str:
 
 
 def normalise_serial(value: object) -> str:
-    if not isinstance(value, str) or not _SERIAL_RE.match(value):
+    if not isinstance(value, str) or not _SERIAL_RE.fullmatch(value):
         raise _Bad(
             f"{value!r} is not 8 hex digits (the bootloader uses the last 8 digits "
             "of the serial in /proc/cpuinfo)"
@@ -162,7 +197,7 @@ def check_name(value: object, what: str = "name") -> str:
         raise _Bad(f"{value!r} is not a string")
     if "/" in value or "\\" in value or "\x00" in value or value in {".", ".."}:
         raise _Bad(f"{value!r} would escape the output directory")
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise _Bad(
             f"{value!r} is not a valid {what} (letters, digits and '-', "
             "at most 63, not starting or ending with '-')"
@@ -173,13 +208,60 @@ def check_name(value: object, what: str = "name") -> str:
 def check_url(value: object) -> str:
     if not isinstance(value, str):
         raise _Bad(f"{value!r} is not a string")
-    if _UNSAFE_CHARS.search(value):
-        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
-    parts = urlsplit(value)
+    if not _URL_CHARS.fullmatch(value):
+        raise _Bad(
+            f"{value!r} contains whitespace, quotes, control or other characters a URL "
+            "may not hold (RFC 3986: percent-encode them)"
+        )
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as error:
+        raise _Bad(f"{value!r} is not a valid URL: {error}") from None
     if parts.scheme not in URL_SCHEMES:
         raise _Bad(f"{value!r}: scheme must be one of {', '.join(URL_SCHEMES)}")
-    if not parts.netloc:
+    if not parts.hostname:
         raise _Bad(f"{value!r} has no host")
+    return value
+
+
+def check_base_url(value: object) -> str:
+    """A URL that others are appended to: http(s), no query, no fragment."""
+    url = check_url(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise _Bad(f"{value!r} must be an http or https URL")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise _Bad(
+            f"{value!r} has a query or fragment: paths such as /hosts/<name>.ipxe are "
+            "appended to it"
+        )
+    return url
+
+
+def check_domain(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"{value!r} is not a string")
+    labels = value.removesuffix(".").split(".")
+    if len(value) > 253 or not all(_DOMAIN_LABEL_RE.fullmatch(label) for label in labels):
+        raise _Bad(f"{value!r} is not a domain name (dot-separated letters, digits and '-')")
+    return value
+
+
+def check_interface(value: object) -> str:
+    if not isinstance(value, str) or not _INTERFACE_RE.fullmatch(value):
+        raise _Bad(f"{value!r} is not a network interface name (at most 15 of A-Z a-z 0-9 _ . @ -)")
+    return value
+
+
+def check_tftp_root(value: object) -> str:
+    if not isinstance(value, str) or not _TFTP_ROOT_RE.fullmatch(value):
+        raise _Bad(
+            f"{value!r} is not an absolute path of letters, digits and _ . @ + = : / - "
+            "(dnsmasq's tftp-root= cannot hold blanks, quotes or commas)"
+        )
+    if "/../" in f"{value}/" or "//" in value:
+        raise _Bad(f"{value!r} must be a plain absolute path (no '..' or '//')")
     return value
 
 
@@ -199,10 +281,16 @@ def check_ipv4(value: object) -> str:
 
 
 def check_arg(value: object) -> str:
+    """One word of a kernel command line, also written into iPXE scripts."""
     if not isinstance(value, str) or not value:
         raise _Bad(f"{value!r} is not a non-empty string")
-    if _UNSAFE_CHARS.search(value):
-        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
+    if not _ARG_RE.fullmatch(value):
+        raise _Bad(
+            f"{value!r} contains whitespace, quotes, backslashes, control or non-ASCII "
+            "characters"
+        )
+    if value in _IPXE_SPECIAL_WORDS or value.startswith("#"):
+        raise _Bad(f"{value!r} would be read by iPXE as a separator or a comment, not an argument")
     return value
 
 
@@ -219,8 +307,9 @@ def check_relative_path(value: object) -> str:
     parts = value.split("/")
     if value.startswith("/") or ".." in parts or "\x00" in value or "" in parts:
         raise _Bad(f"{value!r} would escape the images directory")
-    if _UNSAFE_CHARS.search(value):
-        raise _Bad(f"{value!r} contains whitespace, quotes or control characters")
+    if not _URL_CHARS.fullmatch(value):
+        raise _Bad(f"{value!r} contains whitespace, quotes, control or other characters a URL "
+                   "may not hold")
     return value
 
 
@@ -280,14 +369,14 @@ _SERVER_KEYS = {
     "tftp", "http_base", "dhcp_interface", "uefi_binary", "tftp_root", "report_url",
 }
 _NETWORK_KEYS = {"subnet", "pool", "router", "dns", "domain", "lease_time"}
-_PROFILE_KEYS = {"kernel", "initramfs", "args", "chain"}
+_OLD_PROFILE_KEYS = {"kernel", "initramfs", "args", "chain"}
 _EEPROM_KEYS = {
     "boot_order", "tftp_prefix", "tftp_ip", "tftp_file_timeout", "dhcp_timeout",
     "dhcp_req_timeout", "net_install_enabled",
 }
 _HOST_KEYS = {
-    "name", "family", "model", "serial", "macs", "ip", "url", "profile", "console",
-    "kernel_args", "ramboot", "report_url",
+    "name", "family", "model", "serial", "macs", "ip", "profile", "target", "provisioned",
+    "console", "kernel_args", "ramboot", "report_url",
 }
 _DEFAULT_KEYS = {"family", "model", "profile", "console", "kernel_args", "ramboot", "report_url"}
 _TOP_KEYS = {"defaults", "servers", "network", "profiles", "eeprom", "hosts"}
@@ -302,20 +391,16 @@ def _servers(c: _Collector, raw: object) -> Servers:
             c.add("servers", f"{key}: missing")
     tftp = c.field("servers", "tftp", data.get("tftp", _PLACEHOLDER_IP), check_ipv4)
     base = data.get("http_base", "http://invalid")
-    http_base = c.field("servers", "http_base", base, check_url)
-    if http_base and not http_base.startswith(("http://", "https://")):
-        c.add("servers", f"http_base: {base!r} must be an http or https URL")
+    http_base = c.field("servers", "http_base", base, check_base_url)
     interface = data.get("dhcp_interface")
     if interface is not None:
-        interface = c.field("servers", "dhcp_interface", interface, check_arg)
+        interface = c.field("servers", "dhcp_interface", interface, check_interface)
     uefi = data.get("uefi_binary", "ipxe.efi")
     if uefi not in UEFI_BINARIES:
         c.add("servers", f"uefi_binary: {uefi!r} is not one of {', '.join(UEFI_BINARIES)}")
     tftp_root = data.get("tftp_root")
     if tftp_root is not None:
-        tftp_root = c.field("servers", "tftp_root", tftp_root, check_arg)
-        if tftp_root and not tftp_root.startswith("/"):
-            c.add("servers", f"tftp_root: {tftp_root!r} must be an absolute path")
+        tftp_root = c.field("servers", "tftp_root", tftp_root, check_tftp_root)
     report = data.get("report_url")
     if report is not None:
         report = c.field("servers", "report_url", report, check_report_url)
@@ -355,7 +440,7 @@ def _network(c: _Collector, raw: object) -> Network:
     dns = c.strings("network", "dns", data.get("dns", []), check_ipv4)
     domain = data.get("domain")
     if domain is not None:
-        domain = c.field("network", "domain", domain, check_arg)
+        domain = c.field("network", "domain", domain, check_domain)
     lease = c.field("network", "lease_time", data.get("lease_time", 3600), check_int, 60,
                     2**31 - 1)
     return Network(
@@ -390,6 +475,147 @@ def _eeprom(c: _Collector, raw: object) -> Eeprom:
     )
 
 
+# --- targets: what a machine becomes ---
+
+# kind -> (required keys, optional keys). The keys are the plan actions' own
+# (docs/plans.md), except `disk` (the action's `target`: a disk selector).
+TARGET_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "install": (("url", "digest", "disk"), ("bmap", "verify", "method")),
+    "netroot": (("root",), ("overlay", "init")),
+    "ramroot": (("url", "digest"), ("size", "init")),
+    "disk": (("disk",), ("method",)),
+    "kexec": (("kernel",), ("initrds", "cmdline")),
+    "plan": (("url",), ()),
+    "script": (("url",), ()),
+    "rescue": ((), ()),
+}
+LOCALBOOT_METHODS = ("kexec", "reboot")
+NETROOT_SCHEMES = ("nfs", "nbd")
+_DIGEST_RE = re.compile(r"(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
+_OLD_FORMAT = (
+    "this is the old format: a profile booted a kernel (ramboot's own, so the agent booted "
+    "ramboot again) or chained a URL; a profile is now a target, e.g. kind = \"install\", "
+    "\"netroot\", \"kexec\" (a kernel to boot), \"script\" (for 'chain'), \"rescue\" "
+    "(docs/tools-render.md, 'Targets')"
+)
+
+
+def check_digest(value: object) -> str:
+    if not isinstance(value, str) or not _DIGEST_RE.fullmatch(value):
+        raise _Bad(f"{value!r} is not a digest like 'sha256:<64 hex digits>' or "
+                   "'sha512:<128 hex digits>' (lower case)")
+    return value
+
+
+def check_file_ref(value: object) -> Any:
+    """A file the agent downloads: a URL (or a path under http/images/), or {url, digest}."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"url", "digest"})
+        if unknown or "url" not in value:
+            raise _Bad(f"{value!r} must be a URL or a table {{url = ..., digest = ...}}")
+        ref = {"url": check_kernel_ref(value["url"])}
+        if "digest" in value:
+            ref["digest"] = check_digest(value["digest"])
+        return ref
+    return check_kernel_ref(value)
+
+
+def _check_disk(value: object) -> Any:
+    # The selector's keys and values are the plan's: the agent's validator checks
+    # them when the plan is rendered (its messages name the field).
+    if not isinstance(value, dict) or not value:
+        raise _Bad(f"{value!r} must be a disk selector table, e.g. {{ bus = \"mmc\" }}")
+    return value
+
+
+def _check_method(value: object) -> str:
+    if value not in LOCALBOOT_METHODS:
+        raise _Bad(f"{value!r} is not one of {', '.join(LOCALBOOT_METHODS)}")
+    return str(value)
+
+
+def _check_root(value: object) -> str:
+    if not isinstance(value, str) or urlsplit(value).scheme not in NETROOT_SCHEMES:
+        raise _Bad(f"{value!r} must be an nfs:// or nbd:// URL")
+    if not _URL_CHARS.fullmatch(value):
+        raise _Bad(f"{value!r} contains whitespace, quotes, control or other characters a URL "
+                   "may not hold (RFC 3986: percent-encode them)")
+    return value
+
+
+def _check_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"{value!r} is not true or false")
+    return value
+
+
+def _check_text(value: object) -> str:
+    if not isinstance(value, str) or "\x00" in value or "\n" in value:
+        raise _Bad(f"{value!r} is not one line of text")
+    return value
+
+
+def _check_size(value: object) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _Bad(f"{value!r} is not a size such as \"8GiB\" or a number of bytes")
+    return value
+
+
+def _check_overlay(value: object) -> Any:
+    if not isinstance(value, str | dict):
+        raise _Bad(f"{value!r} must be \"tmpfs\" or a partition table such as "
+                   "{ label = \"persist\" }")
+    return value
+
+
+def _check_initrds(value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Bad(f"{value!r} must be a list")
+    return [check_file_ref(item) for item in value]
+
+
+_TARGET_CHECKS: dict[str, Any] = {
+    "url": check_url, "digest": check_digest, "bmap": check_url, "disk": _check_disk,
+    "verify": _check_bool, "method": _check_method, "root": _check_root,
+    "overlay": _check_overlay, "init": _check_text, "size": _check_size,
+    "kernel": check_file_ref, "initrds": _check_initrds, "cmdline": _check_text,
+}
+
+
+def _target(c: _Collector, where: str, raw: object) -> Target | None:
+    """A target table (a profile, or a host's `target`); None after recording problems."""
+    data = c.table(raw, where)
+    if not data:
+        c.add(where, "an empty target: give kind = one of " + ", ".join(TARGET_KINDS))
+        return None
+    kind = data.get("kind")
+    if kind is None and set(data) & _OLD_PROFILE_KEYS:
+        c.add(where, _OLD_FORMAT)
+        return None
+    if kind not in TARGET_KINDS:
+        c.add(where, f"kind: {kind!r} is not one of {', '.join(TARGET_KINDS)}")
+        return None
+    required, optional = TARGET_KINDS[kind]
+    c.unknown_keys(data, {"kind", "description", *required, *optional}, f"{where} ({kind})")
+    ok = True
+    options: list[tuple[str, Any]] = []
+    for key in (*required, *optional):
+        if key not in data:
+            if key in required:
+                c.add(where, f"{key}: missing (kind {kind!r} needs {', '.join(required)})")
+                ok = False
+            continue
+        value = c.field(where, key, data[key], _TARGET_CHECKS[key])
+        if value is None:
+            ok = False
+        else:
+            options.append((key, value))
+    description = data.get("description")
+    if description is not None:
+        description = c.field(where, "description", description, _check_text)
+    return Target(kind, tuple(options), where, description) if ok else None
+
+
 def _profiles(c: _Collector, raw: object) -> dict[str, Profile]:
     data = c.table(raw, "profiles")
     profiles: dict[str, Profile] = {}
@@ -397,26 +623,9 @@ def _profiles(c: _Collector, raw: object) -> dict[str, Profile]:
         where = f"profile {name!r}"
         if c.field(where, "name", name, check_name, "profile name") is None:
             continue
-        body = c.table(data[name], where)
-        c.unknown_keys(body, _PROFILE_KEYS, where)
-        chain = body.get("chain")
-        kernel = body.get("kernel")
-        if (chain is None) == (kernel is None):
-            c.add(where, "needs exactly one of 'kernel' (with 'initramfs') or 'chain'")
-        if chain is not None:
-            chain = c.field(where, "chain", chain, check_url)
-            for key in ("initramfs", "args"):
-                if key in body:
-                    c.add(where, f"{key}: has no meaning with 'chain'")
-        if kernel is not None:
-            kernel = c.field(where, "kernel", kernel, check_kernel_ref)
-        args = c.strings(where, "args", body.get("args", []), check_arg)
-        _check_agent_args(c, where, "args", args)
-        profiles[name] = Profile(
-            name=name, kernel=kernel,
-            initramfs=c.strings(where, "initramfs", body.get("initramfs", []), check_kernel_ref),
-            args=args, chain=chain,
-        )
+        target = _target(c, where, data[name])
+        if target is not None:
+            profiles[name] = Profile(name=name, target=target)
     return profiles
 
 
@@ -424,11 +633,12 @@ def _ramboot_keys(c: _Collector, where: str, raw: object) -> dict[str, str]:
     data = c.table(raw, f"{where}: ramboot")
     out: dict[str, str] = {}
     for key, raw_value in data.items():
-        if not _RAMBOOT_KEY_RE.match(key):
+        if not _RAMBOOT_KEY_RE.fullmatch(key):
             c.add(where, f"ramboot.{key}: not a valid key (lower-case letters, digits, '_', '-')")
             continue
         if key == "url":
-            c.add(where, "ramboot.url: set the host's 'url' (or 'profile') instead")
+            c.add(where, "ramboot.url: the host's stage 2 comes from its target "
+                  "(a target of kind \"plan\" or \"script\" names any URL)")
             continue
         if key == "report":
             c.add(where, "ramboot.report: set 'report_url' instead (it also feeds DHCP option 225)")
@@ -455,9 +665,37 @@ def check_agent_words(value: object) -> str:
         settings = parse_cmdline(text)
     except ConfigError as error:
         raise _Bad(str(error)) from None
-    if settings.warnings:
-        raise _Bad(settings.warnings[0].split(" (known:")[0])
+    if settings.unknown:
+        from ramboot_agent.cmdline import KEYS  # noqa: PLC0415
+
+        known = ", ".join(f"ramboot.{key}" for key in KEYS)
+        raise _Bad(f"unknown kernel parameter {settings.unknown[0]} (the agent knows: {known})")
     return text
+
+
+def ramboot_key(word: str) -> str | None:
+    """The agent's name for the `ramboot.` key a kernel word sets, or None."""
+    param = word.split("=", 1)[0]
+    if not param.startswith("ramboot."):
+        return None
+    return param.removeprefix("ramboot.").replace("-", "_")
+
+
+def _check_duplicate_keys(
+    c: _Collector, where: str, line: str, sources: list[tuple[str, tuple[str, ...]]]
+) -> None:
+    """A key twice on one command line: the agent takes the last and the first is dead text."""
+    seen: dict[str, str] = {}
+    for source, words in sources:
+        for word in words:
+            key = ramboot_key(word)
+            if key is None:
+                continue
+            if key in seen:
+                c.add(where, f"{source}: ramboot.{key} is already set by {seen[key]} on the "
+                      f"{line}; give each ramboot. key once")
+            else:
+                seen[key] = source
 
 
 def _check_agent_args(c: _Collector, where: str, key: str, words: tuple[str, ...]) -> None:
@@ -468,7 +706,7 @@ def _check_agent_args(c: _Collector, where: str, key: str, words: tuple[str, ...
 
 def _host(
     c: _Collector, index: int, raw: object, *, defaults: dict[str, Any],
-    profiles: Mapping[str, Profile], servers: Servers,
+    profiles: Mapping[str, Profile], servers: Servers, broken_profiles: set[str],
 ) -> Host | None:
     where = f"host #{index + 1}"
     data = c.table(raw, where)
@@ -477,7 +715,7 @@ def _host(
     name = c.field(where, "name", data.get("name"), check_name, "host name")
     if name is not None:
         where = f"host {name!r}"
-    c.unknown_keys(data, _HOST_KEYS, where)
+    c.unknown_keys(data, _HOST_KEYS | {"url"}, where)  # an old `url`: its own message
     merged = {**defaults, **data}
     # ramboot.* keys merge key by key: a host adds to the defaults' keys.
     ramboot_defaults, ramboot_host = defaults.get("ramboot", {}), data.get("ramboot", {})
@@ -511,22 +749,17 @@ def _host(
     if ip and not macs:
         c.add(where, "ip: a reserved address needs at least one MAC")
 
-    url = data.get("url")
-    profile = merged.get("profile") if url is None else None
-    if url is not None and "profile" in data:
-        c.add(where, "url, profile: give one, not both")
-    if url is not None:
-        url = c.field(where, "url", url, check_url)
-    elif profile is None:
-        c.add(where, "url: missing (give 'url' or 'profile', here or in [defaults])")
-    elif profile not in profiles:
-        known = ", ".join(sorted(profiles)) or "none defined"
-        c.add(where, f"profile: {profile!r} is not defined (profiles: {known})")
+    target, profile = _host_target(c, where, data, merged, profiles=profiles,
+                                   broken=broken_profiles)
+    provisioned = c.field(where, "provisioned", data.get("provisioned", False), _check_bool)
 
     consoles = c.strings(where, "console", merged["console"], check_arg) \
         if "console" in merged else DEFAULT_CONSOLES.get(str(family), ())
     args = c.strings(where, "kernel_args", merged.get("kernel_args", []), check_arg)
     _check_agent_args(c, where, "kernel_args", args)
+    if any(word.startswith("ramboot.url=") for word in args):
+        c.add(where, "kernel_args: ramboot.url= is the host's stage 2, rendered from its "
+              "target: to send it elsewhere, use a target of kind \"plan\" or \"script\"")
     ramboot = _ramboot_keys(c, where, merged.get("ramboot"))
     # The host's own, else [defaults]', else the fleet-wide one in [servers].
     report = merged.get("report_url")
@@ -534,13 +767,50 @@ def _host(
         report = c.field(where, "report_url", report, check_report_url)
     else:
         report = servers.report_url
-    if name is None or family not in FAMILIES:
+    table = tuple(f"ramboot.{key}={value}" for key, value in sorted(ramboot.items()))
+    report_word = ("ramboot.report=<report_url>",) if report else ()
+    words = [("report_url", report_word), ("ramboot", table), ("kernel_args", args)]
+    if family == "rpi4":
+        _check_duplicate_keys(c, where, "Pi's cmdline.txt", [
+            ("target", ("ramboot.url=<its stage 2>",)), *words])
+    else:
+        _check_duplicate_keys(c, where, "stage 1 kernel command line", words)
+    if name is None or family not in FAMILIES or target is None:
         return None
     return Host(
-        name=name, family=family, model=model, serial=serial, macs=macs, ip=ip, url=url,
-        profile=profile, consoles=consoles, kernel_args=args,
-        ramboot=tuple(sorted(ramboot.items())), report_url=report,
+        name=name, family=family, model=model, serial=serial, macs=macs, ip=ip,
+        profile=profile, target=target, provisioned=bool(provisioned), consoles=consoles,
+        kernel_args=args, ramboot=tuple(sorted(ramboot.items())), report_url=report,
     )
+
+
+def _host_target(
+    c: _Collector, where: str, data: dict[str, Any], merged: dict[str, Any], *,
+    profiles: Mapping[str, Profile], broken: set[str],
+) -> tuple[Target | None, str | None]:
+    """The host's own `target`, or its profile's (the host's, else [defaults]')."""
+    if "url" in data:
+        c.add(where, "url: the old instructions URL, given to iPXE and the agent alike (so a "
+              "machine booted ramboot again); write the host's target instead, e.g. "
+              "target = { kind = \"script\", url = \"...\" } or profile = \"...\" "
+              "(docs/tools-render.md, 'Targets')")
+        return None, None
+    if "target" in data:
+        if "profile" in data:
+            c.add(where, "target, profile: give one, not both")
+            return None, None
+        return _target(c, f"{where}: target", data["target"]), None
+    profile = merged.get("profile")
+    if profile is None:
+        c.add(where, "target: missing (give 'target' or 'profile', here or in [defaults])")
+        return None, None
+    if profile in broken:
+        return None, None  # its own problems are reported already
+    if profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        c.add(where, f"profile: {profile!r} is not defined (profiles: {known})")
+        return None, None
+    return profiles[profile].target, str(profile)
 
 
 def _duplicates(c: _Collector, hosts: list[Host]) -> None:
@@ -579,6 +849,9 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     network = _network(c, raw.get("network"))
     eeprom = _eeprom(c, raw.get("eeprom"))
     profiles = _profiles(c, raw.get("profiles"))
+    raw_profiles = raw.get("profiles")
+    broken_profiles = set(raw_profiles) - set(profiles) if isinstance(raw_profiles, dict) \
+        else set()
 
     hosts_raw = raw.get("hosts", [])
     if not isinstance(hosts_raw, list):
@@ -588,6 +861,7 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         host for index, item in enumerate(hosts_raw)
         if (host := _host(
             c, index, item, defaults=defaults, profiles=profiles, servers=servers,
+            broken_profiles=broken_profiles,
         )) is not None
     ]
     _duplicates(c, hosts)

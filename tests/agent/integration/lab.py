@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.lib import httpd
-from tests.lib.netlab import SERVER_IP, VethLab, kea_config, start_kea, wait_for
+from tests.lib.netlab import (
+    POOL,
+    SERVER_IP,
+    VethLab,
+    kea_config,
+    start_dnsmasq,
+    start_kea,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 FILES_PORT = 8080
@@ -78,6 +86,16 @@ class BootLab:
                             extra_options=extra)
         start_kea(self.lab.server, config, self.workdir)
 
+    def start_dnsmasq_dhcp(self, *, option_224: bytes, report_url: bytes | None = None,
+                           extra: tuple[tuple[int, bytes], ...] = ()) -> None:
+        """dnsmasq instead of Kea: options as raw bytes (dnsmasq's colon-hex form)."""
+        options = [(224, option_224), *([(225, report_url)] if report_url else []), *extra]
+        start_dnsmasq(self.lab.server, self.lab.server_if, self.workdir, [
+            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.255.0,10m",
+            f"--dhcp-option=3,{SERVER_IP}",
+            *(f"--dhcp-option-force={code},{data.hex(':')}" for code, data in options),
+        ])
+
     def start_files(self, **behaviour: Any) -> None:
         httpd.start_httpd(self.lab.server, bind=SERVER_IP, port=FILES_PORT, root=self.www,
                           log_path=self.files_log, **behaviour)
@@ -92,8 +110,9 @@ class BootLab:
     def agent_argv(self, cmdline: str) -> list[str | Path]:
         path = self.workdir / "cmdline"
         path.write_text(f"console=ttyS0 ramboot.dry_run=1 ramboot.dhcp_timeout=20 {cmdline}\n")
-        return [sys.executable, "-m", "ramboot_agent", "run", "--cmdline", path, "--no-kmsg",
-                "--runtime-dir", self.workdir / "run",
+        # --force: the namespace is not an initramfs, but the agent may take its network.
+        return [sys.executable, "-m", "ramboot_agent", "run", "--force", "--cmdline", path,
+                "--no-kmsg", "--runtime-dir", self.workdir / "run",
                 "--resolv-conf", self.workdir / "resolv.conf"]
 
     def run_agent(self, cmdline: str = "") -> AgentRun:

@@ -12,6 +12,8 @@ import re
 
 import pytest
 
+from tests.lib import kernels
+
 from .lab import BASE, REPORT_URL, AgentRun, BootLab, sha256
 
 pytestmark = pytest.mark.netns
@@ -34,7 +36,8 @@ def publish_chain(boot_lab: BootLab, kernel_size: int = 64 * 1024) -> dict[str, 
     boot_lab.publish("stage2/next.ipxe", SECOND)
     # Random bytes: a resumed download that splices wrongly cannot match by chance.
     return {
-        "vmlinuz": boot_lab.publish("vmlinuz", os.urandom(kernel_size)),
+        "vmlinuz": boot_lab.publish(
+            "vmlinuz", kernels.for_this_machine(size=1024) + os.urandom(kernel_size - 1024)),
         "initrd-a.cpio.gz": boot_lab.publish("initrd-a.cpio.gz", os.urandom(3000)),
         "initrd-b.cpio.gz": boot_lab.publish("initrd-b.cpio.gz", os.urandom(5001)),
     }
@@ -94,7 +97,8 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
     assert network["interface"] == "eth0" and network["router"] == "192.0.2.1"
     # Option 224 is fetched with the identity query the embedded iPXE script sends.
     query = run.requests[0]["raw_query"]
-    assert query.startswith(f"mac={MAC}&ip=192.0.2.1") and query.endswith("&platform=pcbios")
+    assert query.startswith(f"mac={MAC}&ip=192.0.2.1")
+    assert query.endswith("&platform=pcbios&stage=agent")
     assert run.events[3]["details"]["url"] == f"{BASE}/boot.ipxe?{query}"
     fetches = [event["details"] for event in run.events if event["event"] == "fetch"]
     assert fetches[0]["url"] == f"{BASE}/stage2/next.ipxe?mac={MAC}"
@@ -146,7 +150,7 @@ def test_a_missing_script_is_named_and_not_retried(boot_lab: BootLab) -> None:
 
     assert run.returncode == 10, run.console
     assert f"FetchError: {BASE}/missing.ipxe?mac={MAC}&ip=" in run.console
-    assert "&platform=pcbios: HTTP 404" in run.console
+    assert "&platform=pcbios&stage=agent: HTTP 404" in run.console
     assert [(r["path"], r["status"]) for r in run.requests] == [("/missing.ipxe", 404)]
     assert "retry" not in run.console
     details = failure_event(run)

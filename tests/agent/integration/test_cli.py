@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lib import httpd
+from tests.lib import httpd, kernels
 from tests.lib.netlab import SERVER_IP, VethLab, require_netns, veth_lab
 
 from .lab import BASE, FILES_PORT, REPO, sha256
@@ -32,7 +32,7 @@ def served(tmp_path: Path) -> Iterator[tuple[VethLab, Path]]:
     www.mkdir()
     (www / "ramboot.ipxe").write_bytes(SHIPPED.read_bytes())
     (www / "next.ipxe").write_text(NEXT)
-    (www / "vmlinuz").write_bytes(b"\x7fkernel" * 999)
+    (www / "vmlinuz").write_bytes(kernels.for_this_machine(size=6993))
     log = tmp_path / "requests.jsonl"
     with veth_lab() as lab:
         lab.client.ip("addr", "add", "192.0.2.50/24", "dev", lab.client_if)
@@ -62,7 +62,7 @@ def test_shipped_script_chains_with_identity_and_prints_the_boot(
     assert chained[0]["query"]["mac"] == ["52:54:00:aa:bb:cc"]
     assert chained[0]["query"]["serial"] == ["SN 42&x"]
     assert f"stage 2 got {chained[0]['raw_query']}" in done.stdout
-    kernel = b"\x7fkernel" * 999
+    kernel = kernels.for_this_machine(size=6993)
     assert f"{len(kernel)} bytes  sha256 {sha256(kernel)}" in done.stdout
     assert "cmdline  console=ttyS0 serial=SN 42&x" in done.stdout.splitlines()
 
@@ -72,10 +72,11 @@ def test_shipped_script_without_224_gives_up_with_its_reason(
 ) -> None:
     lab, log = served
     done = run_script(lab, "--set", "ip=192.0.2.50")  # a DHCP value: `dhcp` succeeds
-    # `exit 1` fails the run the way it fails iPXE, naming the script's line.
+    # `exit 1` is iPXE's "the firmware's next boot device": run-script's exit 6, naming the line.
     exit_line = SHIPPED.read_text().splitlines().index("exit 1") + 1
-    assert done.returncode == 1, done.stderr
-    assert f"{BASE}/ramboot.ipxe:{exit_line}: exit: script exited with status 1" in done.stderr
+    assert done.returncode == 6, done.stderr
+    assert (f"{BASE}/ramboot.ipxe:{exit_line}: 'exit 1' asked to boot the next device"
+            in done.stderr)
     assert done.stdout.count("reason: DHCP option 224 (boot script URL) is not set") == 3
     assert [r["path"] for r in httpd.requests(log)] == ["/ramboot.ipxe"]
 

@@ -57,7 +57,8 @@ class Handler(BaseHTTPRequestHandler):
             status = 206
         self.send_response(status)
         self.send_header("Content-Length", str(len(data) - start))
-        self.send_header("ETag", '"v1"')
+        if "ETag" not in (headers or {}):
+            self.send_header("ETag", '"v1"')
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         for name, value in (headers or {}).items():

@@ -7,11 +7,12 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ramboot_agent.events import Reporter, utc_iso
+from ramboot_agent.events import Reporter, read_boot_id, utc_iso
 from tests.agent.io.servers import Handler, Site, serve
 
 IDENTITY = {"mac": "dc:a6:32:01:02:03", "serial": "abcd1234", "buildarch": "arm64"}
@@ -81,12 +82,22 @@ def test_events_arrive_in_order_with_their_format(collector: Collector,
     assert sender.flush(10) is True
     assert collector.seqs() == list(range(1, 21))
     first = collector.events[0]
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert first == {
-        "event": "fetch", "identity": IDENTITY, "seq": 1, "monotonic": 100.0,
-        "time": "2026-11-22T13:30:24.123Z",
+        "event": "fetch", "identity": IDENTITY, "boot_id": boot_id, "seq": 1,
+        "monotonic": 100.0, "time": "2026-11-22T13:30:24.123Z",
         "details": {"url": "http://192.0.2.1/0", "bytes": 0},
     }
+    assert {event["boot_id"] for event in collector.events} == {boot_id}
     assert set(collector.content_types) == {"application/json"}
+
+
+def test_boot_id_is_given_or_read_or_made_up(tmp_path: Path,
+                                             reporters: list[Reporter]) -> None:
+    assert reporter(reporters, None, boot_id="b-1").boot_id == "b-1"
+    missing = read_boot_id(tmp_path / "no-such-file")
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", missing)
+    assert read_boot_id(tmp_path / "no-such-file") != missing  # random, per reporter
 
 
 def test_buffered_while_collector_is_down(reporters: list[Reporter]) -> None:
@@ -167,7 +178,7 @@ def test_emit_never_raises(reporters: list[Reporter], caplog: pytest.LogCaptureF
     sender.emit("odd", path=object(), data=b"\x00\xff", nested={"set": {1, 2}})
     (event,) = sender.recent(1)
     assert event["details"]["path"].startswith("<object object")
-    assert "only http and https" in caplog.text
+    assert "unsupported URL scheme 'ftp' (http, https)" in caplog.text
 
 
 def test_emit_does_not_wait_for_the_network(site: Site, reporters: list[Reporter]) -> None:

@@ -24,17 +24,23 @@ from ramboot_agent.errors import BootError
 from ramboot_agent.events import Reporter
 from ramboot_agent.kexec import BootSpec, Kexec, concatenate_initrds
 from tests.agent.io.servers import Site
+from tests.lib import kernels
 
 # A stand-in for kexec(8): logs its argv, then behaves as configured by
-# behaviour.json: {"-s": [exit, stderr], "-l": [...], "-e": [...]}; a load that
-# exits 0 writes "1" to the kexec_loaded file, as the kernel would.
+# behaviour.json: {"-s": [exit, stderr], "-l": [...], "-e": [...]} ("-s" is
+# `-l -s`, the file-load); a load that exits 0 writes "1" to the
+# kexec_loaded file, as the kernel would. Without an action (-l, -e, ...)
+# kexec-tools loads and then runs shutdown(8): the stand-in fails that way.
 FAKE_KEXEC = """\
 import json, sys
 from pathlib import Path
 here = Path(sys.argv[0]).parent
 with (here / "calls.jsonl").open("a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
-mode = sys.argv[1]
+if not {"-l", "-e", "-u", "-p"} & set(sys.argv[1:]):
+    print("kexec: no action given: load, then shutdown -r now: not found", file=sys.stderr)
+    sys.exit(1)
+mode = "-s" if "-s" in sys.argv[1:] else sys.argv[1]
 code, message = json.loads((here / "behaviour.json").read_text()).get(mode, [0, ""])
 if message:
     print(message, file=sys.stderr)
@@ -98,7 +104,7 @@ def fake(tmp_path: Path) -> FakeKexec:
 def spec(tmp_path: Path) -> BootSpec:
     boot = tmp_path / "boot"
     boot.mkdir()
-    (boot / "Image").write_bytes(b"MZ kernel image " * 64)
+    (boot / "Image").write_bytes(kernels.for_this_machine(size=1024))
     (boot / "rootfs.cpio.gz").write_bytes(b"\x1f\x8b" + b"r" * 4999)  # 5001 bytes
     (boot / "extra.cpio").write_bytes(b"070701" + b"e" * 506)  # 512 bytes
     return BootSpec(boot / "Image", [boot / "rootfs.cpio.gz", boot / "extra.cpio"],
@@ -126,7 +132,8 @@ def test_describe_is_exact(fake: FakeKexec, spec: BootSpec) -> None:
     # shlex quoting of an argument that itself contains single quotes
     quoted_cmdline = ("""'--command-line=console=ttyAMA0 ramboot.url='"'"'"""
                       """http://192.0.2.1/a b'"'"' quiet'""")
-    load = f"{fake.binary} -s {quoted_cmdline} --initrd={boot}/ramboot-initrd.combined {boot}/Image"
+    load = (f"{fake.binary} -l -s {quoted_cmdline} --initrd={boot}/ramboot-initrd.combined "
+            f"{boot}/Image")
     assert text.splitlines() == [
         f"kernel   {boot}/Image  1024 bytes  sha256 {sha(spec.kernel)}",
         f"initrd   {boot}/rootfs.cpio.gz  5001 bytes  sha256 {sha(spec.initrds[0])}",
@@ -135,7 +142,7 @@ def test_describe_is_exact(fake: FakeKexec, spec: BootSpec) -> None:
         "(2 initrds in order, each padded to 4 bytes)",
         f"cmdline  {spec.cmdline}",
         f"load     {load}",
-        f"fallback {load.replace(' -s ', ' -l ')}",
+        f"fallback {load.replace(' -l -s ', ' -l ')}",
         f"execute  {fake.binary} -e",
     ]
 
@@ -153,8 +160,8 @@ def test_file_load_first(fake: FakeKexec, spec: BootSpec) -> None:
     loaded = fake.kexec(reporter=events).load(spec)
     assert loaded is not None and loaded.method == "kexec_file_load"
     combined = spec.kernel.parent / "ramboot-initrd.combined"
-    assert fake.calls() == [["-s", f"--command-line={spec.cmdline}", f"--initrd={combined}",
-                             str(spec.kernel)]]
+    assert fake.calls() == [["-l", "-s", f"--command-line={spec.cmdline}",
+                             f"--initrd={combined}", str(spec.kernel)]]
     ((name, details),) = events.emitted
     assert name == "kexec-load"
     assert details["ok"] is True and details["method"] == "kexec_file_load"
@@ -170,7 +177,8 @@ def test_falls_back_to_kexec_load(fake: FakeKexec, spec: BootSpec, refusal: str)
     single = BootSpec(spec.kernel, spec.initrds[:1], "console=ttyS0")
     loaded = fake.kexec(reporter=events).load(single)
     assert loaded is not None and loaded.method == "kexec_load"
-    assert [call[0] for call in fake.calls()] == ["-s", "-l"]
+    assert [call[:2] for call in fake.calls()] == [
+        ["-l", "-s"], ["-l", "--command-line=console=ttyS0"]]
     assert fake.calls()[1] == ["-l", "--command-line=console=ttyS0",
                                f"--initrd={spec.initrds[0]}", str(spec.kernel)]
     expected_reason = refusal or "exit status 255 without a message"

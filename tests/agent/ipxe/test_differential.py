@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from ramboot_agent.errors import ScriptError
+from ramboot_agent.ipxe import Outcome
 from tests.agent.ipxe.conftest import Fetched, LoopbackFetcher
 from tests.lib import ipxe
 
@@ -258,3 +259,34 @@ def test_network_settings_and_chained_scripts(
     harness = make_harness(NETWORKED_IDENTITY, {224: OPTION_224.encode()})
     harness.interpreter.fetcher = _LabFetcher(base)
     _compare(run, harness, NETWORK_SCRIPT)
+
+
+COMPAT_SCRIPT = r"""#!ipxe
+frobnicate a b || echo nf-caught
+frobnicate ; echo after-nf
+sanboot iscsi:192.0.2.9::::iqn.2010-04.example:disk || echo san-failed
+sanhook --drive 0x81 iscsi:192.0.2.9::::iqn.2010-04.example:disk || echo sanhook-failed
+sync && echo synced
+shim && echo shim-ok
+menu M
+item
+item --gap G
+item a A
+echo menu-ok
+isset ${unixtime} && echo has-unixtime
+exit 1 || echo never
+"""
+
+
+def test_what_the_agent_cannot_do_fails_as_in_ipxe(tmp_path: Path, make_harness: Any) -> None:
+    # Unknown commands are "command not found" (printed, caught by ||), SAN
+    # URLs fail, sync/shim succeed, `item` alone is allowed; `exit 1` hands
+    # the machine back to the firmware (iPXE: the wrapper's chain fails; the
+    # agent: LOCALBOOT, the same "boot the next device").
+    run = ipxe.run_ipxe_script(COMPAT_SCRIPT, tmp_path=tmp_path, network=False)
+    harness = make_harness(GUEST_IDENTITY)
+    result = harness.run(COMPAT_SCRIPT)
+    assert harness.lines == _ipxe_output(run)
+    assert harness.lines[-1] == "has-unixtime" and not run.succeeded
+    assert result.outcome is Outcome.LOCALBOOT and result.localboot is not None
+    assert result.localboot.status == 1

@@ -10,6 +10,7 @@ import pytest
 from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import Outcome
 from ramboot_agent.ipxe.uri import resolve
+from tests.lib import kernels
 
 
 def test_failed_command_ends_script_unless_handled(make_harness: Any) -> None:
@@ -38,25 +39,56 @@ def test_goto_labels_and_loops(make_harness: Any) -> None:
     assert harness.lines == ["n=1", "n=2", "n=3"]
 
 
-def test_unknown_label_and_unsupported_command(make_harness: Any) -> None:
+def test_unknown_label_and_unknown_command(make_harness: Any,
+                                          caplog: pytest.LogCaptureFixture) -> None:
     harness = make_harness()
     with pytest.raises(ScriptError) as error:
         harness.run("#!ipxe\n\ngoto nowhere\n")
     assert error.value.line == 3 and "nowhere" in error.value.message
     harness.run("#!ipxe\ngoto nowhere || echo caught\n")
     assert harness.lines == ["caught"]
-    with pytest.raises(ScriptError) as error:
-        harness.run("#!ipxe\necho a\nsanboot iscsi:x || echo never\n")
-    assert error.value.line == 3 and "unsupported command 'sanboot'" in error.value.message
-
-
-def test_exit_status(make_harness: Any) -> None:
+    # iPXE's "command not found": a status `||` catches, printed, and a warning naming URL:line.
     harness = make_harness()
-    assert harness.run("#!ipxe\nexit\necho never\n").outcome is Outcome.EXITED
+    harness.run("#!ipxe\necho a\nvcreate --tag 12 net0 || echo caught\necho after\n")
+    assert harness.lines == ["a", "vcreate: command not found", "caught", "after"]
+    assert "file:///srv/test.ipxe:3: vcreate: command not found" in caplog.text
     with pytest.raises(ScriptError) as error:
-        harness.run("#!ipxe\necho x\nexit 2\n")
-    assert error.value.line == 3
-    assert harness.lines == ["x"]
+        harness.run("#!ipxe\necho a\nfrobnicate\necho never\n")
+    assert error.value.line == 3 and "frobnicate: command not found" in error.value.message
+
+
+def test_exit_status(make_harness: Any, tmp_path: Path) -> None:
+    harness = make_harness()
+    assert harness.run("#!ipxe\necho x\n").outcome is Outcome.EXITED
+    # exit is iPXE's return to the firmware, i.e. "boot the next device":
+    # exit 1 in Foreman's and netboot.xyz's local boot, plain exit in Sidero's.
+    assert harness.run("#!ipxe\nexit\necho never\n").outcome is Outcome.LOCALBOOT
+    assert harness.run("#!ipxe\nexit 0\necho never\n").outcome is Outcome.LOCALBOOT
+    harness = make_harness()
+    result = harness.run("#!ipxe\necho x\nexit 2\necho never\n")
+    assert result.outcome is Outcome.LOCALBOOT and harness.lines == ["x"]
+    assert result.localboot is not None
+    assert (result.localboot.line, result.localboot.status) == (3, 2)
+    assert result.localboot.describe() == ("file:///srv/test.ipxe:3: 'exit 2' asked to boot "
+                                           "the next device (exit status 2)")
+    # exit stops the line (its || is not run), as iPXE's shell_stop() does.
+    harness = make_harness()
+    assert harness.run("#!ipxe\nexit 3 || echo no\n").outcome is Outcome.LOCALBOOT
+    assert harness.lines == []
+    # A chained script's exit N reaches the top unless a caller's || catches it;
+    # a later failure is a broken script again.
+    sub = tmp_path / "sub.ipxe"
+    sub.write_text("#!ipxe\nexit 4\n")
+    result = harness.run(f"#!ipxe\necho in\nchain {sub.as_uri()}\n")
+    assert result.outcome is Outcome.LOCALBOOT and result.localboot is not None
+    assert (result.localboot.url, result.localboot.line) == (sub.as_uri(), 2)
+    assert harness.run(f"#!ipxe\nchain {sub.as_uri()} || echo caught\necho on\n").outcome \
+        is Outcome.EXITED
+    assert harness.lines[-2:] == ["caught", "on"]
+    sub.write_text("#!ipxe\nexit 0\n")  # a chained script's exit 0 only returns
+    assert harness.run(f"#!ipxe\nchain {sub.as_uri()}\necho back\n").outcome is Outcome.EXITED
+    with pytest.raises(ScriptError, match="iseq"):
+        harness.run(f"#!ipxe\nchain {sub.as_uri()} || echo caught\niseq a b\n")
 
 
 def test_echo_and_set_join_words(make_harness: Any) -> None:
@@ -83,12 +115,17 @@ def test_dhcp_follows_the_lease(make_harness: Any) -> None:
     assert leased.lines == ["lease http://192.0.2.1/x"]
 
 
-def test_menus_take_the_default(make_harness: Any) -> None:
+def test_menus_take_what_ipxe_highlights(make_harness: Any) -> None:
+    # show_menu(): the --default label when it is an item, else (without
+    # --default) the item marked --default, else the first item.
     harness = make_harness()
     harness.run("#!ipxe\nmenu Title\nitem a A\nitem --default b B\nchoose pick && echo ${pick}\n"
-                "menu Again\nitem a A\nchoose pick || echo nodefault\n"
+                "menu Again\nitem --gap G\nitem\nitem a A\nitem c C\nchoose pick && echo ${pick}\n"
+                "menu M\nitem a A\nitem --default c C\nchoose --default zz pick && echo ${pick}\n"
+                "menu M\nitem a A\nitem c C\nchoose --default c pick && echo ${pick}\n"
+                "menu Empty\nitem --gap only a gap\nchoose pick || echo no-items\n"
                 "prompt --timeout 1000 Press a key || echo timeout\n")
-    assert harness.lines == ["b", "nodefault", "Press a key", "timeout"]
+    assert harness.lines == ["b", "a", "a", "c", "no-items", "Press a key", "timeout"]
 
 
 def test_shell_reboot_poweroff_end_everything(make_harness: Any) -> None:
@@ -121,9 +158,12 @@ def test_url_resolution(base: str, ref: str, expected: str) -> None:
     assert resolve(base, ref) == expected
 
 
+KERNEL = kernels.bzimage(b"kernel bytes")
+
+
 def _serve_boot_files(root: Path) -> None:
     (root / "boot").mkdir()
-    (root / "boot" / "vmlinuz").write_bytes(b"MZ kernel bytes")
+    (root / "boot" / "vmlinuz").write_bytes(KERNEL)
     (root / "boot" / "initrd.img").write_bytes(b"070701 initrd bytes")
     (root / "boot" / "extra.cpio").write_bytes(b"070701 extra")
 
@@ -143,7 +183,7 @@ def test_chain_nested_script_relative_urls_and_boot(make_harness: Any, http_root
     assert harness.fetcher.urls[1] == f"{base}/boot/sub.ipxe?mac=52-54-00-00-00-01"
     assert result.outcome is Outcome.BOOTED
     spec = harness.recorder.boots[0]
-    assert spec.kernel.read_bytes() == b"MZ kernel bytes"
+    assert spec.kernel.read_bytes() == KERNEL
     assert [p.read_bytes() for p in spec.initrds] == [b"070701 initrd bytes", b"070701 extra"]
     assert spec.cmdline == "console=ttyS0 root=/dev/ram0"
     fetched = [details["url"] for event, details in harness.recorder.events if event == "fetch"]
@@ -177,8 +217,36 @@ def test_initrd_names_in_cmdline_select_initrds(make_harness: Any, http_root: An
     spec = harness.recorder.boots[0]
     assert [p.read_bytes() for p in spec.initrds] == [b"070701 initrd bytes"]
     assert spec.cmdline == "initrd=initrd.img quiet"
-    with pytest.raises(ScriptError, match="initrd=nope"):
-        make_harness().run(f"#!ipxe\nchain {base}/boot/vmlinuz initrd=nope\n")
+
+
+def test_initrd_name_matching_nothing_boots_with_every_initrd(
+        make_harness: Any, http_root: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # BIOS iPXE ignores initrd=: netboot.xyz's initrd=initrd.magic, Foreman's
+    # initrd=initrd.img beside an initrd.gz.
+    root, base = http_root
+    _serve_boot_files(root)
+    harness = make_harness()
+    harness.run(f"#!ipxe\nkernel {base}/boot/vmlinuz initrd=nope quiet\n"
+                f"initrd {base}/boot/initrd.img\nimgfetch {base}/boot/extra.cpio\nboot\n")
+    spec = harness.recorder.boots[0]
+    assert [p.read_bytes() for p in spec.initrds] == [b"070701 initrd bytes", b"070701 extra"]
+    assert spec.cmdline == "initrd=nope quiet"
+    assert ("initrd=nope names no loaded image: booting with every loaded initrd, as BIOS "
+            "iPXE does: initrd.img, extra.cpio") in caplog.text
+
+
+def test_what_is_not_a_kernel_is_not_booted(make_harness: Any, http_root: Any) -> None:
+    root, base = http_root
+    (root / "404.html").write_text("<!DOCTYPE html>\n<html><body>Not Found</body></html>\n")
+    (root / "arm64").write_bytes(kernels.arm64_image())
+    harness = make_harness({"buildarch": "x86_64"})
+    harness.run(f"#!ipxe\nchain {base}/404.html || echo refused\n"
+                f"chain {base}/arm64 || echo wrong-arch\n")
+    assert harness.lines == ["refused", "wrong-arch"] and harness.recorder.boots == []
+    with pytest.raises(ScriptError) as error:
+        harness.run(f"#!ipxe\nkernel {base}/404.html\nboot\n")
+    assert error.value.line == 3
+    assert f"{base}/404.html: not a kernel: an HTML page" in error.value.message
 
 
 def test_post_params_are_refused(make_harness: Any) -> None:

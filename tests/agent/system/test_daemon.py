@@ -33,7 +33,7 @@ IDENTITY = {
 QUERY = (
     "mac=52:54:00:12:34:56&ip=192.0.2.100&uuid=4c4c4544-0042&serial=SN%2042%2Fa%26b"
     "&manufacturer=Dell%20Inc.&product=PowerEdge%20R650&asset=&hostname=node-1"
-    "&buildarch=x86_64&platform=efi"
+    "&buildarch=x86_64&platform=efi&stage=agent"
 )
 
 
@@ -47,12 +47,14 @@ def test_option_224_gets_the_identity_query_the_embedded_ipxe_script_sends() -> 
     lease = Lease(interface="eth0", mac="", ip="192.0.2.9", prefix_len=24,
                   options={224: b"http://cp/boot?site=lab"})
     assert instructions_url(Settings(), lease, IDENTITY) == f"http://cp/boot?site=lab&{QUERY}"
-    # Same keys, same order as board/common/ipxe/ramboot.ipxe.
+    # Same keys, same order as board/common/ipxe/ramboot.ipxe, then the stage:
+    # iPXE (stage 1) sends none, the agent asks for stage 2.
     script = (REPO / "board/common/ipxe/ramboot.ipxe").read_text()
     sent = script.split("set rb-url ${224}?", 1)[1].split("\n", 1)[0]
-    assert [pair.split("=")[0] for pair in sent.split("&")] == [
+    assert [pair.split("=")[0] for pair in sent.split("&")] + ["stage"] == [
         pair.split("=")[0] for pair in QUERY.split("&")
     ]
+    assert QUERY.endswith("&stage=agent")
 
 
 def test_no_instructions_is_a_config_error() -> None:
@@ -76,11 +78,21 @@ def test_script_settings_have_identity_and_every_dhcp_option() -> None:
     assert store.get("224") == store.get("net0/224") == "http://192.0.2.1/boot.ipxe"
     assert store.get("net0/mac") == "52:54:00:12:34:56"
     assert store.get("ip") == "192.0.2.100"
+    assert store.get("ramboot-stage") == "agent"  # real iPXE leaves it unset: stage 1
 
 
-def test_a_lease_value_the_script_settings_cannot_hold_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="DHCP lease of eth0"):
-        script_settings({"mac": "not-a-mac"}, LEASE)
+def test_a_value_the_script_settings_cannot_hold_costs_that_setting(
+        caplog: pytest.LogCaptureFixture) -> None:
+    lease = Lease(interface="eth0", mac="", ip="192.0.2.100", prefix_len=24,
+                  options=LEASE.options, next_server="192.0.2.1", boot_file="x\x01")
+    with caplog.at_level(logging.WARNING, logger="ramboot"):
+        store = script_settings({"mac": "not-a-mac", "uuid": "Not Settable",
+                                 "serial": "d3a8b4f2"}, lease)
+    assert store.get("mac") is None and store.get("uuid") is None
+    assert store.get("serial") == "d3a8b4f2" and store.get("next-server") == "192.0.2.1"
+    assert store.get("224") == "http://192.0.2.1/boot.ipxe"
+    assert "mac='not-a-mac' cannot be a script setting" in caplog.text
+    assert "uuid='Not Settable' cannot be a script setting" in caplog.text
 
 
 class RecordingReporter:
@@ -142,9 +154,42 @@ def run_agent(cmdline: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "cmdline"
     path.write_text(cmdline)
     return subprocess.run(
-        [sys.executable, "-m", "ramboot_agent", "run", "--cmdline", str(path), "--no-kmsg"],
+        [sys.executable, "-m", "ramboot_agent", "run", "--force", "--cmdline", str(path),
+         "--no-kmsg"],
         capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
     )
+
+
+def test_run_refuses_outside_the_ram_system_and_touches_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "cmdline"
+    path.write_text("ramboot.url=http://192.0.2.1/boot.ipxe\n")
+    runtime = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "ramboot_agent", "run", "--cmdline", str(path), "--no-kmsg",
+         "--runtime-dir", str(runtime)],
+        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("ramboot-agent: refusing to run ramboot-agent run: / is ")
+    assert "not the in-RAM ramboot system" in result.stderr and "--force" in result.stderr
+    assert "FAILED" not in result.stderr and not runtime.exists()
+
+
+@pytest.mark.parametrize(("root", "refused"), [
+    ("1 1 0:2 / / rw - rootfs rootfs rw,size=4004516k,nr_inodes=1001129", False),
+    ("20 1 0:19 / / rw,relatime shared:1 - tmpfs tmpfs rw", False),
+    ("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw", True),
+    ("27 1 0:30 / / rw - overlay overlay rw,lowerdir=/x", True),
+])
+def test_the_ram_system_is_recognised_by_its_root(tmp_path: Path, root: str,
+                                                  refused: bool) -> None:
+    from ramboot_agent.net import refuse_outside_ram_system
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"{root}\n22 27 0:21 / /proc rw,relatime - proc proc rw\n")
+    refusal = refuse_outside_ram_system("run", force=False, mountinfo=mountinfo)
+    assert (refusal is not None) == refused
+    assert refuse_outside_ram_system("run", force=True, mountinfo=mountinfo) is None
 
 
 def test_run_with_a_bad_command_line_fails_into_the_rescue_shell(tmp_path: Path) -> None:

@@ -90,14 +90,16 @@ def test_command_prints_key_value_lines_and_json(tmp_path: Path) -> None:
     lease_dir.mkdir()
     (lease_dir / "lease.eth9").write_bytes(
         b"interface=eth9\0ip=192.0.2.55\0mask=24\0hostname=bad\nname\0opt224=6869\0"
+        b"opt250=6c696e650a1b5b326a\0"  # "line\n\x1b[2j": a newline and a terminal escape
     )
     root = FIXTURES / "x86-uefi"
     text = run_identity("--root", str(root), "--lease-dir", str(lease_dir))
     lines = text.splitlines()
     assert "serial=7XK2LM3" in lines
     assert "ip=192.0.2.55" in lines
-    assert "hostname=bad\\x0aname" in lines  # one line per key, whatever DHCP sent
+    assert "hostname=" in lines  # "bad\\nname" is no host name: dropped, with a warning
+    assert "250=line\\x0a\\x1b[2j" in lines  # one line per key, whatever DHCP sent
     assert "224=hi" in lines
     data = json.loads(run_identity("--json", "--root", str(root), "--lease-dir", str(lease_dir)))
     assert data["platform"] == "efi"
-    assert data["hostname"] == "bad\nname"
+    assert data["250"] == "line\n\x1b[2j"

@@ -66,7 +66,7 @@ def bridged_lab(tmp_path: Path, client_links: int) -> Iterator[Lab]:
 
 def bring_up(lab: Lab, cmdline: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return lab.client.run(
-        [sys.executable, "-m", "ramboot_agent.net", "--cmdline", cmdline,
+        [sys.executable, "-m", "ramboot_agent.net", "--force", "--cmdline", cmdline,
          "--runtime-dir", lab.workdir / "run", "--resolv-conf", lab.workdir / "resolv.conf",
          "--hook", HOOK],
         check=False, timeout=timeout, cwd=REPO,
@@ -134,3 +134,39 @@ def test_no_dhcp_server_fails_within_the_bound(tmp_path: Path) -> None:
         assert result.returncode == 1
         assert "NetworkError: no DHCP lease on eth0 within 3 s" in result.stderr
         assert elapsed < 30
+
+
+def test_the_agent_announces_itself_and_gets_its_own_option_224(tmp_path: Path) -> None:
+    """Option 60 is exactly ramboot-agent:<version>:<buildarch>; Kea keys a class on it."""
+    import os
+
+    from ramboot_agent import __version__
+    from ramboot_agent.arch import buildarch
+
+    vendor = f"ramboot-agent:{__version__}:{buildarch(os.uname().machine)}"
+    agent_url, other_url = "http://192.0.2.1/stage2/h.json", "http://192.0.2.1/stage1/h.ipxe"
+    config = kea_config("br0", tmp_path)
+    dhcp4 = config["Dhcp4"]
+    dhcp4["option-def"] = [
+        {"name": "ramboot-url", "code": 224, "type": "string", "space": "dhcp4"}]
+    dhcp4["client-classes"] = [
+        {"name": "agent", "test": f"option[60].text == '{vendor}'",
+         "option-data": [{"name": "ramboot-url", "data": agent_url, "always-send": True}]},
+        {"name": "other", "test": "not member('agent')",
+         "option-data": [{"name": "ramboot-url", "data": other_url, "always-send": True}]},
+    ]
+    require_netns("kea-dhcp4", "udhcpc")
+    with namespace("rb-srv") as server, namespace("rb-cli") as client:
+        server.ip("link", "add", "srv0", "type", "veth", "peer", "name", "eth0",
+                  "netns", client.name)
+        server.ip("addr", "add", f"{SERVER_IP}/{PREFIX_LEN}", "dev", "srv0")
+        server.ip("link", "set", "srv0", "up")
+        client.ip("link", "set", "eth0", "address", MACS[0])
+        client.ip("link", "set", "eth0", "up")
+        dhcp4["interfaces-config"]["interfaces"] = ["srv0"]
+        start_kea(server, config, tmp_path)
+        lab = Lab(server, client, tmp_path)
+        result = bring_up(lab, "ramboot.dhcp_timeout=30")
+        assert result.returncode == 0, result.stderr
+        lease = json.loads(result.stdout)
+        assert bytes.fromhex(lease["options"]["224"]).decode() == agent_url

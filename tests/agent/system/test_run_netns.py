@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.lib import kernels
 from tests.lib.netlab import SERVER_IP, kea_config, require_netns, start_kea, veth_lab, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -44,7 +45,7 @@ def run_agent(tmp_path: Path, document: bytes, extra_cmdline: str = "") -> tuple
     www = tmp_path / "www"
     www.mkdir()
     (www / "boot.ipxe").write_bytes(document)
-    (www / "vmlinuz").write_bytes(b"\x7fnot really a kernel" * 100)
+    (www / "vmlinuz").write_bytes(kernels.for_this_machine(size=2000))
     (www / "rootfs.cpio.gz").write_bytes(b"not really an initramfs")
     events = tmp_path / "events.jsonl"
     cmdline = tmp_path / "cmdline"
@@ -61,7 +62,7 @@ def run_agent(tmp_path: Path, document: bytes, extra_cmdline: str = "") -> tuple
                  timeout=10, what="the HTTP server")
         env_path = "/usr/sbin:/usr/bin:/sbin:/bin"
         result = lab.client.run(
-            ["env", f"PATH={env_path}", sys.executable, "-m", "ramboot_agent", "run",
+            ["env", f"PATH={env_path}", sys.executable, "-m", "ramboot_agent", "run", "--force",
              "--cmdline", cmdline, "--no-kmsg", "--runtime-dir", tmp_path / "run",
              "--resolv-conf", tmp_path / "resolv.conf"],
             check=False, timeout=120, cwd=REPO,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import stat
 from pathlib import Path
+from typing import Any
 
 from ramboot.inventory import load_inventory
 from ramboot.render.tree import RenderResult, render_tree
@@ -12,6 +14,8 @@ from ramboot.render.tree import RenderResult, render_tree
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = Path(__file__).parent / "golden"
 FLEET = FIXTURES / "fleet.toml"
+# Only targets whose plan actions the agent has today: renders with validation.
+LANDED = FIXTURES / "landed.toml"
 
 IMAGE_FILES = (
     "rpi4/Image", "rpi4/rootfs.cpio.gz", "rpi4/bcm2711-rpi-4-b.dtb",
@@ -50,3 +54,23 @@ def snapshot(root: Path) -> list[str]:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
             lines.append(f"{relative} file {mode} {digest}")
     return lines
+
+
+def kea_for_test(path: Path, workdir: Path) -> dict[str, Any]:
+    """A rendered kea-dhcp4.json with this machine's paths for leases and logs only."""
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("//"))
+    config: dict[str, Any] = json.loads(text)
+    dhcp4 = config["Dhcp4"]
+    dhcp4["lease-database"]["name"] = str(workdir / "kea-leases4.csv")
+    dhcp4["loggers"] = [{
+        "name": "kea-dhcp4", "severity": "INFO",
+        "output_options": [{"output": str(workdir / "kea.log")}],
+    }]
+    return config
+
+
+def render_text(text: str, images: Path, out: Path, workdir: Path) -> RenderResult:
+    """Render the inventory `text` (written to workdir/fleet.toml) into `out`."""
+    inventory = workdir / "fleet.toml"
+    inventory.write_text(text)
+    return render_fleet(images, out, inventory)

@@ -20,12 +20,19 @@ TEXT_OUTPUTS = (
     "dhcp/dnsmasq.conf",
     "dhcp/kea-dhcp4.json",
     "eeprom/boot.conf",
-    "http/hosts/cm4-07.ipxe",
-    "http/hosts/pi-01.ipxe",
-    "http/hosts/srv-01.ipxe",
     "http/mac/52-54-00-12-34-57.ipxe",
-    "http/profiles/installer.ipxe",
-    "http/profiles/rescue.ipxe",
+    "http/stage1/srv-01.ipxe",  # into ramboot
+    "http/stage1/srv-02.ipxe",  # provisioned: its disk
+    "http/stage1/srv-04.ipxe",  # its target is its disk
+    "http/stage2/cm4-07.json",  # netroot
+    "http/stage2/pi-01.json",  # install, then localboot by reboot
+    "http/stage2/pi-400.ipxe",  # a custom plan URL
+    "http/stage2/srv-01.json",  # install, then localboot by kexec
+    "http/stage2/srv-02.json",  # provisioned: localboot
+    "http/stage2/srv-03.json",  # kexec
+    "http/stage2/srv-04.json",  # localboot
+    "http/stage2/srv-05.json",  # ramroot
+    "http/stage2/srv-06.json",  # rescue
     "tftp/1a2b3c4d/cmdline.txt",
     "tftp/1a2b3c4d/config.txt",
     "tftp/deadbeef/cmdline.txt",

@@ -16,8 +16,7 @@ http_base = "http://192.0.2.1/ramboot"
 subnet = "192.0.2.0/24"
 pool = ["192.0.2.100", "192.0.2.199"]
 [profiles.rescue]
-kernel = "x86_64/bzImage"
-initramfs = ["x86_64/rootfs.cpio.gz"]
+kind = "rescue"
 """
 
 PI = 'name = "pi-07"\nfamily = "rpi4"\nserial = "1a2b3c4d"\nprofile = "rescue"\n'
@@ -39,7 +38,9 @@ def test_valid_inventory_parses_and_normalises() -> None:
     assert inventory.hosts[0].serial == "1a2b3c4d"
     assert inventory.hosts[0].dtb == "bcm2711-rpi-4-b.dtb"
     assert inventory.hosts[1].macs == ("52:54:00:aa:00:01",)
-    assert inventory.host_url(inventory.hosts[0]) == "http://192.0.2.1/ramboot/hosts/pi-07.ipxe"
+    assert inventory.hosts[0].target.kind == "rescue"
+    assert inventory.hosts[0].profile == "rescue"
+    assert inventory.hosts[0].provisioned is False
 
 
 @pytest.mark.parametrize(("host", "expected"), [
@@ -52,10 +53,11 @@ def test_valid_inventory_parses_and_normalises() -> None:
      "fleet.toml: host 'srv-01': macs: '01:00:5e:00:00:01' is a multicast address"),
     (X86.replace('macs = ["52:54:00:00:00:01"]\n', ""), "fleet.toml: host 'srv-01': macs: missing"),
     (X86 + 'colour = "red"\n', "fleet.toml: host 'srv-01': unknown key 'colour'"),
-    (PI.replace('profile = "rescue"', 'url = "ftp://192.0.2.1/x"'),
-     "fleet.toml: host 'pi-07': url: 'ftp://192.0.2.1/x': scheme must be one of http, https"),
-    (PI.replace('profile = "rescue"', 'url = "http://a b"'),
-     "fleet.toml: host 'pi-07': url: 'http://a b' contains whitespace"),
+    (PI.replace('profile = "rescue"', 'target = { kind = "script", url = "ftp://192.0.2.1/x" }'),
+     "fleet.toml: host 'pi-07': target: url: 'ftp://192.0.2.1/x': scheme must be one of http, "
+     "https"),
+    (PI.replace('profile = "rescue"', 'target = { kind = "plan", url = "http://a b" }'),
+     "fleet.toml: host 'pi-07': target: url: 'http://a b' contains whitespace"),
     (PI.replace('"pi-07"', '"../x"'), "fleet.toml: host #1: name: '../x' would escape"),
     (PI.replace('"pi-07"', '"/x"'), "fleet.toml: host #1: name: '/x' would escape"),
     (PI.replace('"pi-07"', '"a\\u0000b"'), "fleet.toml: host #1: name: 'a\\x00b' would escape"),
@@ -63,10 +65,13 @@ def test_valid_inventory_parses_and_normalises() -> None:
      "fleet.toml: host 'pi-07': family: 'sparc' is not one of rpi4, x86_64"),
     (PI.replace('profile = "rescue"', 'profile = "nope"'),
      "fleet.toml: host 'pi-07': profile: 'nope' is not defined (profiles: rescue)"),
-    (PI.replace('profile = "rescue"', ""), "fleet.toml: host 'pi-07': url: missing"),
+    (PI.replace('profile = "rescue"', ""), "fleet.toml: host 'pi-07': target: missing"),
     (PI + 'model = "3b"\n', "fleet.toml: host 'pi-07': model: '3b' is not one of 4b, 400, cm4"),
     (PI + 'kernel_args = ["a b"]\n', "fleet.toml: host 'pi-07': kernel_args: 'a b' contains"),
-    (PI + 'ramboot = { url = "http://x/" }\n', "fleet.toml: host 'pi-07': ramboot.url: set"),
+    (PI + 'ramboot = { url = "http://x/" }\n',
+     "fleet.toml: host 'pi-07': ramboot.url: the host's stage 2 comes from its target"),
+    (PI + 'kernel_args = ["ramboot.url=http://x/"]\n',
+     "fleet.toml: host 'pi-07': kernel_args: ramboot.url= is the host's stage 2"),
     (PI + 'ramboot = { report = "http://x/" }\n',
      "fleet.toml: host 'pi-07': ramboot.report: set 'report_url' instead"),
     (PI + 'report_url = "tftp://192.0.2.1/events"\n',
@@ -81,7 +86,7 @@ def test_valid_inventory_parses_and_normalises() -> None:
      "failure, before, after"),
     (PI + 'ramboot = { carier_timeout = 5 }\n',
      "fleet.toml: host 'pi-07': ramboot.carier_timeout: unknown kernel parameter "
-     "ramboot.carier_timeout ignored"),
+     "ramboot.carier_timeout (the agent knows: "),
     (PI + 'kernel_args = ["ramboot.debug=7"]\n',
      "fleet.toml: host 'pi-07': kernel_args: ramboot.debug='7': expected 0, 1 or 2"),
 ])
@@ -172,8 +177,47 @@ def test_documented_example_is_valid(repo: Path) -> None:
     assert {host.family for host in inventory.hosts} == {"rpi4", "x86_64"}
 
 
-def test_profile_args_are_checked_with_the_agents_parser() -> None:
-    header = HEADER + 'args = ["quiet", "ramboot.dhcp_timeout=soon"]\n'
-    found = problems([PI], header)
-    assert "fleet.toml: profile 'rescue': args: ramboot.dhcp_timeout='soon': expected a " \
-        "number of seconds" in found, found
+@pytest.mark.parametrize(("target", "expected"), [
+    ('{ kind = "reinstall" }', "host 'pi-07': target: kind: 'reinstall' is not one of install, "
+     "netroot, ramroot, disk, kexec, plan, script, rescue"),
+    ('{ kind = "install", url = "http://192.0.2.1/os.img" }',
+     "host 'pi-07': target: digest: missing (kind 'install' needs url, digest, disk)"),
+    ('{ kind = "install", url = "http://192.0.2.1/os.img", digest = "md5:00", disk = {} }',
+     "host 'pi-07': target: digest: 'md5:00' is not a digest like 'sha256:<64 hex digits>'"),
+    ('{ kind = "disk", disk = { bus = "mmc" }, method = "pxe" }',
+     "host 'pi-07': target: method: 'pxe' is not one of kexec, reboot"),
+    ('{ kind = "netroot", root = "http://192.0.2.1/root" }',
+     "host 'pi-07': target: root: 'http://192.0.2.1/root' must be an nfs:// or nbd:// URL"),
+    ('{ kind = "rescue", url = "http://192.0.2.1/x" }',
+     "host 'pi-07': target (rescue): unknown key 'url'"),
+    ('{ kind = "kexec", kernel = { url = "http://192.0.2.1/k", sha = "x" } }',
+     "host 'pi-07': target: kernel: {'url': 'http://192.0.2.1/k', 'sha': 'x'} must be a URL or "
+     "a table"),
+])
+def test_bad_targets_are_named(target: str, expected: str) -> None:
+    found = problems([PI.replace('profile = "rescue"', f"target = {target}")])
+    assert any(problem == f"fleet.toml: {expected}" or problem.startswith(f"fleet.toml: {expected}")
+               for problem in found), found
+
+
+def test_target_and_profile_exclude_each_other() -> None:
+    found = problems([PI + 'target = { kind = "rescue" }\n'])
+    assert "fleet.toml: host 'pi-07': target, profile: give one, not both" in found
+
+
+def test_old_inventory_gets_told_what_to_change() -> None:
+    """Today's `profile`/`url` keys: a message saying what the new format wants."""
+    old_header = HEADER.replace('[profiles.rescue]\nkind = "rescue"\n', (
+        '[profiles.rescue]\nkernel = "x86_64/bzImage"\ninitramfs = ["x86_64/rootfs.cpio.gz"]\n'
+        '[profiles.installer]\nchain = "https://deploy.test/install.ipxe"\n'))
+    old_url = PI.replace('profile = "rescue"', 'url = "http://192.0.2.1/pi.ipxe"')
+    found = problems([old_url.replace('"pi-07"', '"pi-08"').replace("1a2b3c4d", "1a2b3c4e"), PI],
+                     old_header)
+    for profile in ("installer", "rescue"):
+        assert any(p.startswith(f"fleet.toml: profile {profile!r}: this is the old format: a "
+                                "profile booted a kernel (ramboot's own") for p in found), found
+    assert any(p.startswith("fleet.toml: host 'pi-08': url: the old instructions URL") and
+               'target = { kind = "script", url = "..." }' in p for p in found), found
+    assert all("docs/tools-render.md" in p for p in found if "old" in p)
+    # A host of an old profile is not told the profile is missing: it is there, old.
+    assert not any("is not defined" in p for p in found), found

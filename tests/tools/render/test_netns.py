@@ -124,7 +124,7 @@ def test_options_224_and_225_sent_unasked(tmp_path: Path, server: str, mac: str)
     netlab.require_netns("kea-dhcp4" if server == "kea" else "dnsmasq", "udhcpc")
     env = _lease(tmp_path, server, mac)
     assert env["ip"] == "192.0.2.31"  # srv-01's reservation
-    assert env["opt224"] == _hex("http://192.0.2.1/ramboot/hosts/srv-01.ipxe")
+    assert env["opt224"] == _hex("http://192.0.2.1/ramboot/stage1/srv-01.ipxe")
     assert env["opt225"] == _hex("https://192.0.2.1:8443/srv-events")  # its own, not the fleet's
 
 
@@ -152,6 +152,71 @@ def test_pi_bootloader_gets_raspberry_pi_boot(tmp_path: Path, server: str) -> No
     assert env["opt43"] == "0601030a0400505845091400001152617370626572727920506920426f6f74ff"
     assert env["siaddr"] == "192.0.2.1"
     assert env["ip"] == "192.0.2.21"
-    assert env["opt224"] == _hex("http://192.0.2.1/ramboot/hosts/pi-01.ipxe")
+    assert "opt224" not in env  # a Pi's stage 1 is its TFTP directory, not a URL
     assert env["opt225"] == _hex(FLEET_REPORT)
     assert "boot_file" not in env or env["boot_file"] != "undionly.kpxe"
+
+
+STAGE1 = "http://192.0.2.1/ramboot/stage1/srv-01.ipxe"
+STAGE2 = "http://192.0.2.1/ramboot/stage2/srv-01.json"
+IPXE_USER_CLASS = "0x4d:" + _hex("iPXE")  # what iPXE sends as option 77
+
+
+def _agent_lease(lab: netlab.VethLab, workdir: Path) -> dict[str, object]:
+    """The real agent's DHCP (ramboot_agent.net: udhcpc with its vendor class and hook)."""
+    import json
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    result = lab.client.run(
+        [sys.executable, "-m", "ramboot_agent.net", "--force",
+         "--cmdline", "ramboot.dhcp_timeout=30",
+         "--runtime-dir", workdir / "run", "--resolv-conf", workdir / "resolv.conf",
+         "--hook", repo / "overlay/usr/share/ramboot/udhcpc.script"],
+        check=False, timeout=90, cwd=repo,
+    )
+    assert result.returncode == 0, result.stderr
+    lease: dict[str, object] = json.loads(result.stdout)
+    return lease
+
+
+@pytest.mark.parametrize("server", ["kea", "dnsmasq"])
+def test_each_stage_gets_its_own_url(tmp_path: Path, server: str) -> None:
+    """iPXE (stage 1) and the real agent (stage 2) of one host, one rendered config, one
+    server: each gets its own option 224, both the host's reserved address."""
+    netlab.require_netns("kea-dhcp4" if server == "kea" else "dnsmasq", "udhcpc")
+    out = _render(tmp_path, tftp_root=tmp_path / "out" / "tftp")
+    with netlab.veth_lab(client_mac="52:54:00:12:34:56") as lab:
+        if server == "kea":
+            netlab.start_kea(lab.server, _kea_dict(out / "dhcp/kea-dhcp4.json", tmp_path),
+                             tmp_path)
+        else:
+            netlab.start_dnsmasq(lab.server, lab.server_if, tmp_path,
+                                 [f"--conf-file={out / 'dhcp/dnsmasq.conf'}"])
+        ipxe = _udhcpc(lab, tmp_path, "-x", IPXE_USER_CLASS)
+        agent = _agent_lease(lab, tmp_path)
+        again = _udhcpc(lab, tmp_path, "-x", IPXE_USER_CLASS)  # the next boot's iPXE
+    assert ipxe["opt224"] == again["opt224"] == _hex(STAGE1)
+    assert bytes.fromhex(str(agent["options"]["224"])).decode() == STAGE2  # type: ignore[index]
+    assert ipxe["ip"] == agent["ip"] == "192.0.2.31"
+    # The files they name are what render wrote for each stage.
+    assert (out / "http/stage1/srv-01.ipxe").read_text().startswith("#!ipxe")
+    assert (out / "http/stage2/srv-01.json").read_text().startswith('{\n  "ramboot-plan": 1')
+
+
+@pytest.mark.parametrize("server", ["kea", "dnsmasq"])
+def test_a_pis_agent_gets_its_stage2_from_dhcp_too(tmp_path: Path, server: str) -> None:
+    """A Pi's cmdline.txt names its stage 2; the agent's lease names the same one."""
+    netlab.require_netns("kea-dhcp4" if server == "kea" else "dnsmasq", "udhcpc")
+    out = _render(tmp_path, tftp_root=tmp_path / "out" / "tftp")
+    with netlab.veth_lab(client_mac="dc:a6:32:00:00:01") as lab:
+        if server == "kea":
+            netlab.start_kea(lab.server, _kea_dict(out / "dhcp/kea-dhcp4.json", tmp_path),
+                             tmp_path)
+        else:
+            netlab.start_dnsmasq(lab.server, lab.server_if, tmp_path,
+                                 [f"--conf-file={out / 'dhcp/dnsmasq.conf'}"])
+        agent = _agent_lease(lab, tmp_path)
+    url = bytes.fromhex(str(agent["options"]["224"])).decode()  # type: ignore[index]
+    assert url == "http://192.0.2.1/ramboot/stage2/pi-01.json"
+    assert f"ramboot.url={url}" in (out / "tftp/1a2b3c4d/cmdline.txt").read_text().split()

@@ -31,10 +31,16 @@ def test_same_input_gives_same_bytes_and_modes(tmp_path: Path, images: Path) -> 
 
 def test_rerender_replaces_the_tree_whole(tmp_path: Path, images: Path) -> None:
     out = tmp_path / "out"
-    render_fleet(images, out)
-    (out / "stale-file").write_text("from an older render")
-    render_fleet(images, out)
-    assert not (out / "stale-file").exists()
+    inventory = tmp_path / "fleet.toml"
+    inventory.write_text(FLEET.read_text())
+    render_fleet(images, out, inventory)
+    assert (out / "tftp/0000cafe/config.txt").exists()
+    # A host removed from the inventory: its files were render's, they go.
+    text = FLEET.read_text()
+    start = text.index('[[hosts]]\nname = "cm4-07"')
+    inventory.write_text(text[:start] + text[text.index("[[hosts]]", start + 1):])
+    render_fleet(images, out, inventory)
+    assert not (out / "tftp/0000cafe").exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
     assert leftovers == []
 
@@ -65,10 +71,11 @@ def test_oversized_pi_initramfs_is_refused(tmp_path: Path, images: Path) -> None
     assert not (tmp_path / "out").exists()
 
 
-def test_profile_path_missing_from_images_is_an_error(tmp_path: Path, images: Path) -> None:
+def test_kexec_path_missing_from_images_is_an_error(tmp_path: Path, images: Path) -> None:
     inventory = tmp_path / "fleet.toml"
     inventory.write_text(FLEET.read_text().replace('"x86_64/bzImage"', '"x86_64/vmlinuz"'))
-    with pytest.raises(RambootError, match=r"profile 'rescue': 'x86_64/vmlinuz' is not under"):
+    with pytest.raises(RambootError, match=r"host 'srv-03': kexec target: 'x86_64/vmlinuz' is "
+                       r"not under http/images/ \(available: rpi4/Image, "):
         render_fleet(images, tmp_path / "out", inventory)
 
 

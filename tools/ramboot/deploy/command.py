@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from ramboot.deploy import diff
-from ramboot.deploy.manifest import hash_tree, scan_tree
-from ramboot.deploy.store import ReleaseStore
+from ramboot.deploy.manifest import Manifest, dumps, hash_tree, scan_tree
+from ramboot.deploy.store import RELEASES, ReleaseStore, release_sequence
 from ramboot.errors import RambootError
 
 # Copies smaller than this finish before a progress bar would be readable.
@@ -34,15 +34,25 @@ def deploy(source: Path, root: Path, keep: int, dry_run: bool) -> None:
 
     The new release is staged beside the live one, made durable, and switched
     in with a single rename; files identical to the live release are
-    hardlinked rather than copied.
+    hardlinked rather than copied, once each is checked against its manifest.
     """
     store = ReleaseStore(root)
+    _check_apart(source, root)
+    store.prepare()
     manifest = scan_tree(source)
     total = sum(entry.size for entry in manifest.values())
     with _progress(total, "hashing") as bar:
         manifest = hash_tree(source, manifest, bar.update)
-    live = store.current() if store.releases_dir.is_dir() else None
-    changes = diff.compare(store.manifest(live) if live else {}, manifest)
+    live = store.current()
+    live_manifest: Manifest = {}
+    if live:
+        try:
+            live_manifest = store.manifest(live)
+        except RambootError as error:
+            # Nothing is lost: the new release copies every file instead of sharing.
+            _warn(f"{error}; no file of the live release is reused")
+            live = None
+    changes = diff.compare(live_manifest, manifest)
     if dry_run:
         for change in changes:
             click.echo(f"{change.kind} {change.path}")
@@ -51,13 +61,19 @@ def deploy(source: Path, root: Path, keep: int, dry_run: bool) -> None:
     if live and not changes:
         click.echo(f"nothing to deploy: {live} already holds this tree")
         return
+    text = dumps(manifest)
     with store.locked():
         store.clean_staging()
-        release = store.new_release_id(manifest)
+        store.check_space(manifest, live_manifest, text)
+        release = store.new_release_id(text)
         with _progress(total, "staging") as bar:
-            store.stage(source, manifest, release, bar.update)
-        store.switch(release)
+            _, report = store.stage(source, manifest, release, live=live_manifest,
+                                    manifest_text=text, on_bytes=bar.update)
+        store.switch(release, verify=False)
         pruned = store.prune(keep)
+    for path in report.damaged:
+        _warn(f"{root}: live file {path} does not match its manifest (edited or damaged): "
+              "not reused, copied afresh from the source")
     click.echo(f"deployed {release}: {diff.summary(changes)}")
     for old in pruned:
         click.echo(f"pruned {old}")
@@ -70,12 +86,16 @@ def deploy(source: Path, root: Path, keep: int, dry_run: bool) -> None:
 def rollback(root: Path, target: str | None) -> None:
     """Switch the live release back, atomically, to an earlier release."""
     store = ReleaseStore(root)
+    store.require_store()
     with store.locked():
         store.clean_staging()
         live = store.current()
         releases = store.releases()
         if target is None:
-            older = [r for r in releases if live is None or r < live]
+            if live is None:
+                older = releases
+            else:
+                older = [r for r in releases if release_sequence(r) < release_sequence(live)]
             if not older:
                 raise RambootError(f"{root}: no release older than {live or 'none'} to go back to")
             target = older[-1]
@@ -91,9 +111,23 @@ def rollback(root: Path, target: str | None) -> None:
 def releases(root: Path) -> None:
     """List the releases in the store, marking the live one."""
     store = ReleaseStore(root)
+    store.require_store()
     live = store.current()
     for release in store.releases():
         click.echo(f"{'*' if release == live else ' '} {release}")
+
+
+def _check_apart(source: Path, root: Path) -> None:
+    """A tree published into itself (or a store published into a release) is a mistake."""
+    real_source, real_root = source.resolve(), root.resolve()
+    if real_source == real_root or real_root.is_relative_to(real_source) \
+            or real_source.is_relative_to(real_root / RELEASES):
+        raise RambootError(f"{source}: the source and --root {root} overlap; publish a "
+                           "rendered tree from outside the store")
+
+
+def _warn(message: str) -> None:
+    click.echo(f"ramboot: warning: {message}", err=True)
 
 
 def _progress(total: int, label: str) -> AbstractContextManager[Any]:

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ramboot.errors import RambootError
+from ramboot.treelinks import check_link
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -66,6 +67,10 @@ class TreeWriter:
         self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="ramboot-render")
         self._batch: list[Callable[[], None]] = []
         self._futures: list[Future[None]] = []
+        # Every entry created, relative: the ownership record render leaves
+        # behind (see tree.py), and what symlinks are resolved against.
+        self.created: list[str] = []
+        self._links: dict[str, str] = {}
 
     def _later(self, write: Callable[[], None]) -> None:
         self._batch.append(write)
@@ -99,6 +104,7 @@ class TreeWriter:
             parent, name = posixpath.split(directory)
             parent_fd = self._dir_fd(parent)
             self._mkdir(name, parent_fd)
+            self.created.append(directory)
             fd = self._dir_fds[directory] = os.open(name, _DIRECTORY, dir_fd=parent_fd)
         return fd
 
@@ -123,27 +129,44 @@ class TreeWriter:
 
     def text(self, relative: str, content: str) -> None:
         dir_fd, name = self._split(relative)
+        self.created.append(relative)
         data = content.encode("utf-8")
         self._later(lambda: self._create(name, data, dir_fd))
 
     def copy(self, relative: str, source: Path) -> None:
         # A handful of files (images, firmware): the simple path, with its sendfile().
         self._split(relative)
+        self.created.append(relative)
         target = f"{self.root}/{relative}"
         shutil.copyfile(source, target)
         os.chmod(target, FILE_MODE)  # noqa: PTH101 - copyfile's mode follows the umask
 
-    def copy_tree(self, relative: str, source: Path) -> None:
-        """Copy a directory of plain files (e.g. the firmware's overlays/), sorted."""
+    def copy_tree(self, relative: str, source: Path, inside: Path) -> None:
+        """Copy a directory of plain files (e.g. the firmware's overlays/), sorted.
+
+        Every name must be printable (it becomes a served path) and every
+        file, once resolved, must lie inside `inside` (the --images directory).
+        """
+        top = inside.resolve()
         for path in sorted(source.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                rel = path.relative_to(source).as_posix()
-                self.copy(f"{relative}/{rel}", path)
+            rel = path.relative_to(source).as_posix()
+            if not (rel.isascii() and rel.isprintable()):
+                raise RambootError(f"{path}: refusing a file name with control or non-ASCII "
+                                   "characters")
+            real = path.resolve()
+            if not real.is_relative_to(top):
+                raise RambootError(f"{path}: symlink leads outside {inside} (to {real})")
+            if real.is_dir():
+                continue
+            if not real.is_file():
+                raise RambootError(f"{path}: not a regular file")
+            self.copy(f"{relative}/{rel}", path)
 
     def symlink(self, relative: str, points_to: str) -> None:
         """A relative symlink; `points_to` must resolve inside the tree."""
         dir_fd, name = self._split(relative)
         self._check_link(relative, points_to)
+        self.created.append(relative)
         os.symlink(points_to, name, dir_fd=dir_fd)
 
     def populate(
@@ -159,6 +182,8 @@ class TreeWriter:
         _check_relative(directory)
         for name, points_to in links.items():
             self._check_link(f"{directory}/{_plain_name(name)}", points_to)
+        self.created.append(directory)
+        self.created += (f"{directory}/{name}" for name in [*files, *links])
         encoded = [(_plain_name(name), text.encode("utf-8")) for name, text in files.items()]
         symlinks = list(links.items())
         parent, base = posixpath.split(directory)
@@ -177,11 +202,17 @@ class TreeWriter:
 
         self._later(write)
 
-    @staticmethod
-    def _check_link(relative: str, points_to: str) -> None:
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relative), points_to))
-        if points_to.startswith("/") or resolved == ".." or resolved.startswith("../"):
-            raise RambootError(f"refusing a symlink leaving the tree: {relative} -> {points_to}")
+    def _check_link(self, relative: str, points_to: str) -> None:
+        """Decided on the resolved path, through the links made so far, within
+        the link's top-level directory (what a boot server serves as its root)."""
+        self._links[relative] = points_to
+        try:
+            check_link(self._links, relative, "")
+        except RambootError:
+            del self._links[relative]
+            raise RambootError(
+                f"refusing a symlink leaving the tree: {relative} -> {points_to}"
+            ) from None
 
     def ensure_dir(self, relative: str) -> None:
         _check_relative(relative)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ramboot.inventory import load_inventory
-from ramboot.lint import lint_text, parser_available
+from ramboot.lint import lint_plan, lint_text, parser_available
 from ramboot.render.tree import render_tree
 
 
@@ -29,12 +29,12 @@ def render(inventory: Path, images: Path, out: Path, templates: Path | None) -> 
     """Render INVENTORY into the TFTP, HTTP, DHCP and EEPROM files under --out."""
     fleet = load_inventory(inventory)
     check = lint_text if parser_available() else None
-    result = render_tree(fleet, images, out, templates, check_script=check)
+    result = render_tree(fleet, images, out, templates, check_script=check, check_plan=lint_plan)
     if check is None:
         result.warnings.append("iPXE scripts not linted: ramboot_agent.ipxe has no parser here")
     for warning in result.warnings:
         click.echo(f"ramboot: warning: {warning}", err=True)
     click.echo(
-        f"rendered {len(fleet.hosts)} host(s), {len(result.scripts)} iPXE script(s) "
-        f"into {result.out}"
+        f"rendered {len(fleet.hosts)} host(s), {len(result.scripts)} iPXE script(s), "
+        f"{len(result.plans)} plan(s) into {result.out}"
     )

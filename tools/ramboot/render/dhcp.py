@@ -22,3 +22,7 @@ RPI_OPTION_43 = (
 )
 
 UEFI_ARCHES = (7, 9)  # EFI BC and EFI x86-64 (RFC 4578)
+
+# The agent's DHCP vendor class (option 60) is this prefix + "<version>:<buildarch>"
+# (ramboot_agent.net.vendor_class): what tells stage 2 from iPXE's stage 1.
+AGENT_VENDOR_CLASS_PREFIX = "ramboot-agent:"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 
+from ramboot import targets
 from ramboot.inventory import Inventory
 from ramboot.render._writer import TreeWriter
-from ramboot.render.dhcp import RPI_OUIS, UEFI_ARCHES
+from ramboot.render.dhcp import AGENT_VENDOR_CLASS_PREFIX, RPI_OUIS, UEFI_ARCHES
 from ramboot.render.templates import Templates
 
 
@@ -16,7 +17,8 @@ def render(inventory: Inventory, writer: TreeWriter, templates: Templates) -> No
     hosts = [
         {
             "name": host.name, "macs": ",".join(host.macs), "ip": host.ip,
-            "url": inventory.host_url(host), "report_url": host.report_url,
+            "stage1_url": targets.stage1_url(inventory, host) if host.family == "x86_64" else None,
+            "stage2_url": targets.stage2_url(inventory, host), "report_url": host.report_url,
         }
         for host in inventory.hosts if host.macs
     ]
@@ -25,6 +27,6 @@ def render(inventory: Inventory, writer: TreeWriter, templates: Templates) -> No
         templates.render(
             "dhcp/dnsmasq.conf.j2", source=inventory.path.name, servers=inventory.servers,
             network=net, netmask=netmask, rpi_ouis=RPI_OUIS, uefi_arches=UEFI_ARCHES,
-            hosts=hosts,
+            hosts=hosts, agent_vendor_class=AGENT_VENDOR_CLASS_PREFIX,
         ),
     )

@@ -14,6 +14,7 @@ or the top-level Makefile's output directory as it is: `rpi4/images/` and
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +46,26 @@ class X86Images:
 
 @dataclass
 class ImageSet:
+    root: Path = Path()
     rpi4: RpiImages | None = None
     x86_64: X86Images | None = None
     ipxe: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    def published(self) -> set[str]:
+        """The paths render copies under http/images/: `<family>/<file name>`."""
+        return {f"{family}/{path.name}" for family, images in (("rpi4", self.rpi4),
+                                                              ("x86_64", self.x86_64))
+                if images is not None for path in (images.kernel, images.initramfs)}
+
+    def initramfs_digests(self) -> dict[str, str]:
+        """family -> sha256 hex of ramboot's initramfs: a target loading it loops."""
+        out = {}
+        for family, images in (("rpi4", self.rpi4), ("x86_64", self.x86_64)):
+            if images is not None and images.initramfs.is_file():
+                with images.initramfs.open("rb") as stream:
+                    out[family] = hashlib.file_digest(stream, "sha256").hexdigest()
+        return out
 
 
 def _first(*candidates: Path) -> Path | None:
@@ -64,8 +81,9 @@ def _board_dir(images: Path, board: str) -> Path:
 def find_images(images: Path, inventory: Inventory) -> ImageSet:
     if not images.is_dir():
         raise RambootError(f"{images}: --images is not a directory")
-    found = ImageSet()
+    found = ImageSet(root=images)
     missing: list[str] = []
+    top = images.resolve()
 
     def need(path: Path | None, what: str) -> Path:
         if path is None:
@@ -132,4 +150,24 @@ def find_images(images: Path, inventory: Inventory) -> ImageSet:
         raise RambootError(
             f"{images}: missing build artifacts: " + ", ".join(missing)
         )
+    _check_inputs(found, top)
     return found
+
+
+def _check_inputs(found: ImageSet, top: Path) -> None:
+    """Every input is a non-empty regular file that, resolved, lies inside --images:
+    the rendered tree is served, so it must never publish a file from elsewhere."""
+    paths: list[Path] = list(found.ipxe.values())
+    if found.rpi4 is not None:
+        paths += [found.rpi4.kernel, found.rpi4.initramfs, *found.rpi4.boot_files.values()]
+    if found.x86_64 is not None:
+        paths += [found.x86_64.kernel, found.x86_64.initramfs]
+    problems = []
+    for path in paths:
+        real = path.resolve()
+        if not real.is_relative_to(top):
+            problems.append(f"{path}: symlink leads outside --images (to {real})")
+        elif path.stat().st_size == 0:
+            problems.append(f"{path}: empty file (an interrupted build?)")
+    if problems:
+        raise RambootError("unusable build artifacts: " + "; ".join(problems))

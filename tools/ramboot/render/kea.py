@@ -9,20 +9,70 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ramboot import targets
 from ramboot.inventory import Host, Inventory
 from ramboot.render._writer import TreeWriter
-from ramboot.render.dhcp import RPI_OPTION_43, RPI_OUIS, RPI_VENDOR_CLASS, UEFI_ARCHES
+from ramboot.render.dhcp import (
+    AGENT_VENDOR_CLASS_PREFIX,
+    RPI_OPTION_43,
+    RPI_OUIS,
+    RPI_VENDOR_CLASS,
+    UEFI_ARCHES,
+)
+from ramboot.render.escape import comment, kea_string_option
 
 NOT_IPXE = "not member('ipxe')"
+AGENT_CLASS = "ramboot-agent"
 
 
 def _client_classes(inventory: Inventory) -> list[dict[str, Any]]:
+    return [*_boot_classes(inventory), *(
+        cls for host in inventory.hosts if host.macs for cls in _stage_classes(inventory, host)
+    )]
+
+
+def _stage_classes(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
+    """Option 224 per host and stage: the agent gets stage 2, anything else stage 1.
+
+    Kea 2.2 sends a reservation's own options to every client of that MAC, and a
+    class a reservation assigns ranks above a tested class, so neither can tell the
+    two stages apart. Two classes per host, tested on the MAC, can (Kea 2.7's
+    per-class option data in reservations would need one). Kea evaluates every
+    class for every packet: 15-20 ms per packet at 10,000 hosts with Kea 2.2
+    (bench/kea_stage_classes.py, bench/RESULTS.md).
+    """
+    macs = " or ".join(f"pkt4.mac == 0x{mac.replace(':', '')}" for mac in host.macs)
+    classes = [
+        {
+            "name": f"host-{host.name}-stage2",
+            "test": f"member('{AGENT_CLASS}') and ({macs})",
+            "option-data": [kea_string_option(
+                "ramboot-url", targets.stage2_url(inventory, host), always_send=True)],
+        },
+        {
+            "name": f"host-{host.name}-stage1",
+            "test": f"not member('{AGENT_CLASS}') and ({macs})",
+            "option-data": [kea_string_option(
+                "ramboot-url", targets.stage1_url(inventory, host), always_send=True)],
+        },
+    ]
+    # A Pi's stage 1 is its TFTP directory: its bootloader has no use for option 224.
+    return classes if host.family == "x86_64" else classes[:1]
+
+
+def _boot_classes(inventory: Inventory) -> list[dict[str, Any]]:
     tftp = inventory.servers.tftp
     pi_macs = " or ".join(
         f"substring(pkt4.mac,0,3) == 0x{oui.replace(':', '')}" for oui in RPI_OUIS
     )
     uefi = " or ".join(f"option[93].hex == 0x{arch:04x}" for arch in UEFI_ARCHES)
+    prefix = AGENT_VENDOR_CLASS_PREFIX
     return [
+        {
+            # ramboot's agent (stage 2) sends vendor class ramboot-agent:<version>:<arch>.
+            "name": AGENT_CLASS,
+            "test": f"substring(option[60].text,0,{len(prefix)}) == '{prefix}'",
+        },
         {
             # iPXE sends user class "iPXE" and its own option 175: no boot file,
             # its embedded script reads option 224.
@@ -68,14 +118,13 @@ def _reservations(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
         reservation: dict[str, Any] = {
             "hw-address": mac,
             "hostname": host.name,
-            "option-data": [
-                {"name": "ramboot-url", "data": inventory.host_url(host), "always-send": True},
-            ],
         }
+        # Option 224 comes from the host's two stage classes, never from here:
+        # a reservation's options would reach both stages alike.
         if host.report_url:
-            reservation["option-data"].append(
-                {"name": "ramboot-report", "data": host.report_url, "always-send": True}
-            )
+            reservation["option-data"] = [
+                kea_string_option("ramboot-report", host.report_url, always_send=True)
+            ]
         # Kea refuses one address reserved twice in a subnet: it goes to the first MAC.
         if host.ip and index == 0:
             reservation["ip-address"] = host.ip
@@ -91,12 +140,12 @@ def kea_config(inventory: Inventory) -> dict[str, Any]:
     if net.dns:
         options.append({"name": "domain-name-servers", "data": ", ".join(net.dns)})
     if net.domain:
-        options.append({"name": "domain-name", "data": net.domain})
+        options.append(kea_string_option("domain-name", net.domain))
     if inventory.servers.report_url:
         # Clients without a reservation (a new board) still learn where to report.
-        options.append(
-            {"name": "ramboot-report", "data": inventory.servers.report_url, "always-send": True}
-        )
+        options.append(kea_string_option(
+            "ramboot-report", inventory.servers.report_url, always_send=True
+        ))
     interface = inventory.servers.dhcp_interface or "*"
     return {
         "Dhcp4": {
@@ -126,7 +175,7 @@ def kea_config(inventory: Inventory) -> dict[str, Any]:
 def render(inventory: Inventory, writer: TreeWriter) -> None:
     header = (
         f"// Kea DHCPv4 configuration for the ramboot fleet.\n"
-        f"// Generated by `ramboot render` from {inventory.path.name}; do not edit.\n"
+        f"// Generated by `ramboot render` from {comment(inventory.path.name)}; do not edit.\n"
     )
     writer.text("dhcp/kea-dhcp4.json", header + dumps(kea_config(inventory)) + "\n")
 

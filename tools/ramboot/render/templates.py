@@ -1,7 +1,9 @@
 """The jinja2 environment: package templates, optionally overridden from a directory.
 
 Outputs are configuration files, not HTML, so autoescaping is off; every value
-reaching a template was validated by the inventory first. StrictUndefined makes
+reaching a template was validated by the inventory first, and the templates
+write it through its format's filter (`escape.FILTERS`: `comment`, `word`,
+`dnsmasq_string`). StrictUndefined makes
 a typo in a template an error instead of an empty string.
 """
 
@@ -14,6 +16,7 @@ from typing import Any
 import jinja2
 
 from ramboot.errors import RambootError
+from ramboot.render import escape
 
 
 def _package_template(name: str) -> str | None:
@@ -39,6 +42,7 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.env.filters.update(escape.FILTERS)
         self._cache: dict[str, jinja2.Template] = {}
 
     def render(self, name: str, **context: Any) -> str:

@@ -12,24 +12,14 @@ does not depend on the published copy staying on one filesystem.
 
 from __future__ import annotations
 
-from ramboot.inventory import Host, Inventory
+from ramboot import targets
+from ramboot.inventory import Inventory
 from ramboot.render._writer import TreeWriter
 from ramboot.render.images import ImageSet
 from ramboot.render.templates import Templates
 
 RPI_KERNEL = "Image"
 RPI_INITRAMFS = "rootfs.cpio.gz"
-
-
-def rpi_cmdline(inventory: Inventory, host: Host) -> str:
-    """The Pi's kernel command line: consoles, where the agent finds its work, extras."""
-    words = [f"console={console}" for console in host.consoles]
-    words.append(f"ramboot.url={inventory.host_url(host)}")
-    if host.report_url:
-        words.append(f"ramboot.report={host.report_url}")
-    words += [f"ramboot.{key}={value}" for key, value in host.ramboot]
-    words += host.kernel_args
-    return " ".join(words)
 
 
 def render(
@@ -47,18 +37,12 @@ def render(
     for name, source in sorted(shared.items()):
         writer.copy(f"tftp/{name}", source)
     if rpi.overlays is not None:
-        writer.copy_tree("tftp/overlays", rpi.overlays)
+        writer.copy_tree("tftp/overlays", rpi.overlays, images.root)
     links = sorted(shared) + (["overlays"] if rpi.overlays is not None else [])
 
     for host in inventory.hosts:
         if host.family != "rpi4" or host.serial is None:
             continue
-        config = templates.render(
-            "rpi4/config.txt.j2", host=host, source=inventory.path.name,
-            kernel=RPI_KERNEL, initramfs=RPI_INITRAMFS,
-        )
-        writer.populate(
-            f"tftp/{host.serial}",
-            {"config.txt": config, "cmdline.txt": rpi_cmdline(inventory, host) + "\n"},
-            {name: f"../{name}" for name in links},
-        )
+        files = targets.pi_boot_files(inventory, host, kernel=RPI_KERNEL,
+                                      initramfs=RPI_INITRAMFS, templates=templates)
+        writer.populate(f"tftp/{host.serial}", files, {name: f"../{name}" for name in links})

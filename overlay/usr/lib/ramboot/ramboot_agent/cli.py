@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except AgentError as error:
-        print(f"ramboot-agent: error: {error}", file=sys.stderr)
+        from ramboot_agent.log import console_text  # noqa: PLC0415
+
+        print(f"ramboot-agent: error: {console_text(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

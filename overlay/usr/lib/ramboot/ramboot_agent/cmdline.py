@@ -1,24 +1,32 @@
 """The kernel command line: every `ramboot.*` key the agent reads, and `BOOTIF=`.
 
-Tokens are split the way the kernel's own `next_arg()` does: whitespace ends a
-token except inside double quotes, and one pair of quotes around the whole
-token or around its value is removed. Parameters after a lone `--` belong to
-init, not to the kernel, and are ignored.
+Tokens are split exactly as the kernel splits them (lib/cmdline.c
+`next_arg()` driven by kernel/params.c `parse_args()`), on the same bytes:
+the kernel's whitespace (space, \\t \\n \\v \\f \\r and the Latin-1 byte 0xa0),
+double quotes that protect whitespace, one leading quote of a token and one
+quote after `=` removed with the token's last quote, the first `=` that is
+not the token's first character separating name and value. Parameters after
+a lone `--` belong to init, not to the kernel, and are ignored.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ramboot_agent.errors import ConfigError
 
 SHELL_POLICIES = ("never", "failure", "before", "after")
 KEXEC_FAILURE_POLICIES = ("shell", "reboot")
 _INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
+# isspace() of the kernel's lib/ctype.c table: _S is set for these bytes only.
+KERNEL_SPACE = frozenset(b" \t\n\v\f\r\xa0")
+_QUOTE = ord('"')
+_EQUALS = ord("=")
 
 
 @dataclass(frozen=True)
@@ -40,39 +48,74 @@ class Settings:
     ntp_servers: tuple[str, ...] = ()
     bootif: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # The `ramboot.*` parameters it did not know, as written (for tools: the
+    # inventory check reads these, never the warning text).
+    unknown: tuple[str, ...] = field(default=(), compare=False)
 
 
-def split_cmdline(text: str) -> list[tuple[str, str | None]]:
-    """Split a command line into (param, value) pairs as the kernel does."""
-    pairs: list[tuple[str, str | None]] = []
-    index, length = 0, len(text)
-    while index < length:
-        while index < length and text[index].isspace():
+def _skip_spaces(args: bytes, index: int) -> int:
+    while index < len(args) and args[index] in KERNEL_SPACE:
+        index += 1
+    return index
+
+
+def _c_string(token: bytearray, start: int) -> bytes:
+    """The NUL-terminated string at `start` of `token`, as C reads it."""
+    end = token.find(0, start)
+    return bytes(token[start:end if end >= 0 else len(token)])
+
+
+def kernel_args(args: bytes) -> Iterator[tuple[bytes, bytes | None]]:
+    """(param, value) as the kernel's parse_args() gets them from next_arg().
+
+    A line-by-line transcription, on bytes; the kernel writes NULs into its
+    copy of the line, `token` stands for that copy.
+    """
+    args = args.split(b"\0", 1)[0]  # the kernel's line is a C string
+    index = _skip_spaces(args, 0)
+    while index < len(args):
+        in_quote = quoted = False
+        if args[index] == _QUOTE:
             index += 1
-        start, in_quote = index, False
-        while index < length and (in_quote or not text[index].isspace()):
-            if text[index] == '"':
+            in_quote = quoted = True
+        i = equals = 0
+        while index + i < len(args):
+            char = args[index + i]
+            if char in KERNEL_SPACE and not in_quote:
+                break
+            if equals == 0 and char == _EQUALS:
+                equals = i  # an `=` at i == 0 is not recorded: the kernel's own quirk
+            if char == _QUOTE:
                 in_quote = not in_quote
-            index += 1
-        token = text[start:index]
-        if not token:
-            break
-        if token.startswith('"'):
-            token = token[1:]
-            if token.endswith('"'):
-                token = token[:-1]
-        if token == "--":  # noqa: S105 (the end of kernel parameters)
-            break
-        param, equals, value = token.partition("=")
-        if not equals:
-            pairs.append((param, None))
-            continue
-        if value.startswith('"'):
-            value = value[1:]
-            if value.endswith('"'):
-                value = value[:-1]
-        pairs.append((param, value))
-    return pairs
+            i += 1
+        token = bytearray(args[index:index + i])
+        value_at: int | None = None
+        if equals:
+            token[equals] = 0
+            value_at = equals + 1
+            # Don't include quotes in value.
+            if value_at < i and token[value_at] == _QUOTE:
+                value_at += 1
+                if token[i - 1] == _QUOTE:
+                    token[i - 1] = 0
+        if quoted and i > 0 and token[i - 1] == _QUOTE:
+            token[i - 1] = 0
+        param = _c_string(token, 0)
+        value = _c_string(token, value_at) if value_at is not None else None
+        index = _skip_spaces(args, index + i + 1)
+        if value is None and param == b"--":
+            return  # the rest is init's
+        yield param, value
+
+
+def split_cmdline(text: str | bytes) -> list[tuple[str, str | None]]:
+    """Split a command line into (param, value) pairs as the kernel does."""
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    return [
+        (param.decode("utf-8", "replace"),
+         None if value is None else value.decode("utf-8", "replace"))
+        for param, value in kernel_args(raw)
+    ]
 
 
 def normalize_bootif(value: str) -> str:
@@ -106,8 +149,19 @@ def _required(key: str, value: str | None) -> str:
 
 def _url(key: str, value: str | None) -> str:
     url = _required(key, value)
+    expected = "expected an http://, https://, tftp:// or file:// URL"
     if not re.match(r"(?i)(https?|tftp|file)://", url):
-        raise ConfigError(f"{key}={url!r}: expected an http://, https://, tftp:// or file:// URL")
+        raise ConfigError(f"{key}={url!r}: {expected}")
+    if re.search(r"[\x00-\x20\x7f]", url):
+        raise ConfigError(f"{key}={url!r}: {expected}, without spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port outside 0-65535)
+        host = parts.hostname
+    except ValueError as error:
+        raise ConfigError(f"{key}={url!r}: malformed URL ({error})") from None
+    if not host and parts.scheme.lower() != "file":
+        raise ConfigError(f"{key}={url!r}: no host in the URL")
     return url
 
 
@@ -184,10 +238,11 @@ KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
 }
 
 
-def parse_cmdline(text: str) -> Settings:
+def parse_cmdline(text: str | bytes) -> Settings:
     """Settings from a kernel command line; ConfigError names the offending key."""
     values: dict[str, Any] = {}
     warnings: list[str] = []
+    unknown: list[str] = []
     for param, value in split_cmdline(text):
         if param == "BOOTIF":
             values["bootif"] = normalize_bootif(_required(param, value))
@@ -196,17 +251,18 @@ def parse_cmdline(text: str) -> Settings:
             continue
         name = param.removeprefix("ramboot.").replace("-", "_")
         if name not in KEYS:
+            unknown.append(param)
             warnings.append(f"unknown kernel parameter {param} ignored (known: "
                             + ", ".join(f"ramboot.{key}" for key in KEYS) + ")")
             continue
         field_name, parse = KEYS[name]
         values[field_name] = parse(param, value)  # the last occurrence wins, as in the kernel
-    return Settings(**values, warnings=tuple(warnings))
+    return Settings(**values, warnings=tuple(warnings), unknown=tuple(unknown))
 
 
 def load_cmdline(path: str | Path = "/proc/cmdline") -> Settings:
     try:
-        text = Path(path).read_text(errors="replace")
+        raw = Path(path).read_bytes()
     except OSError as error:
         raise ConfigError(f"cannot read the kernel command line {path}: {error}") from None
-    return parse_cmdline(text)
+    return parse_cmdline(raw)

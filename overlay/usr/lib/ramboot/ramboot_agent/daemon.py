@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 import traceback
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("ramboot")
 
 MAX_INSTRUCTIONS_SIZE = 1024 * 1024
+# Flows of this process: what their scripts still held when they ended (the kernel
+# of a failed kexec, say) stays on disk for the rescue shell; what they freed is gone.
+_FINISHED: list[BootFlow] = []
+EXIT_REFUSED = 2  # not the in-RAM system, and not --force: nothing was touched
+INSTRUCTIONS_DEADLINE = 300.0  # seconds for the instructions download, retries included
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-kmsg", action="store_true", help="do not copy log lines to /dev/kmsg",
+    )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="run even outside the in-RAM system: it takes over every Ethernet interface",
     )
     # For tests in network namespaces, which must not touch the host's files.
     parser.add_argument("--runtime-dir", type=Path, default=None, help=argparse.SUPPRESS)
@@ -50,6 +60,10 @@ IDENTITY_QUERY_KEYS = (
 )
 # Values iPXE expands without :uristring; it escapes the others.
 _VERBATIM_KEYS = frozenset({"mac", "ip", "uuid", "buildarch", "platform"})
+# Added after the identity: the agent asks for the machine's target (stage 2),
+# iPXE for the way into ramboot (stage 1, no `stage` key), so one endpoint can
+# never send a machine back into ramboot by mistake.
+STAGE_QUERY = "stage=agent"
 
 
 def identity_query(identity: dict[str, str]) -> str:
@@ -59,7 +73,8 @@ def identity_query(identity: dict[str, str]) -> str:
         text = identity.get(key, "")
         return text if key in _VERBATIM_KEYS else quote(text, safe="")
 
-    return "&".join(f"{key}={value(key)}" for key in IDENTITY_QUERY_KEYS)
+    pairs = [f"{key}={value(key)}" for key in IDENTITY_QUERY_KEYS]
+    return "&".join([*pairs, STAGE_QUERY])
 
 
 def instructions_url(settings: Settings, lease: Lease | None, identity: dict[str, str]) -> str:
@@ -94,14 +109,44 @@ def document_kind(data: bytes, url: str) -> str:
 
 
 def script_settings(identity: dict[str, str], lease: Lease) -> Any:
-    """The settings a boot script starts with: identity, then every DHCP option."""
+    """The settings a boot script starts with: what iPXE knows of the machine
+    (net0's device, memsize, version), identity, then every DHCP option.
+
+    A value its setting's type cannot hold (a malformed MAC or UUID from the
+    firmware, an odd next-server) is left unset with a warning: it costs
+    that setting, not the boot.
+
+    `ramboot-stage` is "agent" (unset in real iPXE): a stage-1 script, which boots
+    ramboot, refuses to run in ramboot (tools/ramboot/templates/ipxe/stage1.ipxe.j2).
+    """
+    from ramboot_agent.ipxe.platform_settings import platform_settings  # noqa: PLC0415
     from ramboot_agent.ipxe.settings import SettingError, build_settings  # noqa: PLC0415
 
-    extra = {"next-server": lease.next_server} if lease.next_server else {}
+    machine = {**platform_settings(lease.interface), **identity}
+    extra = {"ramboot-stage": "agent"}
+    if lease.next_server:
+        extra["next-server"] = lease.next_server
     if lease.boot_file:
         extra["filename"] = lease.boot_file
     try:
-        return build_settings(identity, lease.options, extra)
+        return build_settings(machine, lease.options, extra)
+    except SettingError:
+        pass  # find the values at fault, below
+
+    def usable(values: dict[str, str]) -> dict[str, str]:
+        kept = {}
+        for key, value in values.items():
+            try:
+                build_settings({key: value})
+            except SettingError as error:
+                log.warning("%s=%r cannot be a script setting (%s); left unset",
+                            key, value, error)
+            else:
+                kept[key] = value
+        return kept
+
+    try:
+        return build_settings(usable(machine), lease.options, usable(extra))
     except SettingError as error:
         raise ConfigError(f"DHCP lease of {lease.interface}: {error}") from None
 
@@ -147,6 +192,7 @@ class BootFlow:
         self.resolv_conf = resolv_conf
         self.reporter: Any = None
         self.fetcher: Any = None
+        self.interpreter: Any = None  # its images' files live as long as it does
 
     def run(self) -> int:
         """The flow proper; raises AgentError on any failure."""
@@ -189,7 +235,8 @@ class BootFlow:
         local = url == settings.url and url.lower().startswith("file:")
         self.fetcher = fetcher = Fetcher(insecure=settings.insecure, allow_file=local)
         log.info("instructions: %s", url)
-        fetched = fetcher.fetch_bytes(url, max_size=MAX_INSTRUCTIONS_SIZE)
+        fetched = fetcher.fetch_bytes(url, max_size=MAX_INSTRUCTIONS_SIZE,
+                                      deadline=INSTRUCTIONS_DEADLINE)
         data = fetched.data or b""
         reporter.emit(
             "script-fetched", url=url, bytes=fetched.size, sha256=fetched.sha256,
@@ -197,6 +244,8 @@ class BootFlow:
         )
         kind = document_kind(data, url)
         download_dir = runtime_dir / "images"
+        # Images of an earlier run in this boot are the agent's own, and take RAM.
+        shutil.rmtree(download_dir, ignore_errors=True)
         download_dir.mkdir(parents=True, exist_ok=True)
         plans = PlanStarter(reporter, fetcher, settings, runtime_dir)
         if kind == "plan":
@@ -211,11 +260,15 @@ class BootFlow:
             kexec.load(spec)
             kexec.execute()  # returns only in a dry run
 
-        interpreter = Interpreter(
+        self.interpreter = interpreter = Interpreter(
             script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,
-            download_dir=download_dir, plan_runner=plans,
+            download_dir=download_dir, interface=lease.interface, plan_runner=plans,
         )
-        result = interpreter.run_text(data.decode("utf-8", errors="replace"), url)
+        # Relative URLs resolve against where redirects led, as in iPXE.
+        base = getattr(fetched, "final_url", None) or url
+        result = interpreter.run_text(data.decode("utf-8", errors="replace"), base)
+        if result.localboot is not None:
+            return boot_next_device(result.localboot, reporter)
         return self.finish(result.outcome, url)
 
     def finish(self, outcome: Any, url: str) -> int:
@@ -244,8 +297,28 @@ class BootFlow:
         raise ScriptError(url, None, "the script ended without booting a kernel")
 
 
+def boot_next_device(request: Any, reporter: Any) -> int:
+    """The one place a script's "boot the local disk" arrives: `exit N` (iPXE
+    hands back to the firmware's next boot device) or `sanboot` of a BIOS drive.
+
+    The agent cannot boot a disk yet (the provisioning plans' `localboot`
+    action will): for now this reports what was asked and ends in the rescue
+    path, with a message that says so.
+    """
+    reporter.emit("localboot-requested", url=request.url, line=request.line,
+                  command=request.command, drive=request.drive, status=request.status)
+    raise AgentError(f"{request.describe()}; this agent cannot boot a local disk yet "
+                     "(no localboot action): staying in ramboot")
+
+
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    from ramboot_agent.net import refuse_outside_ram_system  # noqa: PLC0415
+
+    refusal = refuse_outside_ram_system("ramboot-agent run", force=args.force)
+    if refusal:
+        print(f"ramboot-agent: {refusal}", file=sys.stderr)
+        return EXIT_REFUSED
     try:
         settings = load_cmdline(args.cmdline)
     except ConfigError as error:
@@ -260,6 +333,7 @@ def main(args: argparse.Namespace) -> int:
     flow = BootFlow(
         settings, started, runtime_dir=args.runtime_dir, resolv_conf=args.resolv_conf
     )
+    _FINISHED.append(flow)
     policy = None
     details: dict[str, Any] = {}
     try:

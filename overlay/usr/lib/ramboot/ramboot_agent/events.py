@@ -3,7 +3,13 @@
 Reporting must never break or slow provisioning: `emit` only appends to a
 bounded spool and returns; a daemon thread delivers events one at a time, in
 order, retrying with back-off while the report URL is unreachable. When the
-spool overflows the oldest events are dropped and counted.
+spool overflows the oldest events are dropped and counted. Each POST is
+bounded in total time, and the collector's reply is never read: an endless
+or slow reply costs neither memory nor more than `timeout` seconds.
+
+Every event carries the kernel's `boot_id` and a `seq` counting from 1, so a
+collector stores each `(boot_id, seq)` once however often it is retried.
+Strings in events are scrubbed of URL credentials and cut to a bounded length.
 """
 # ruff: noqa: PLC0415 (http.client is imported by the sender thread only)
 
@@ -11,19 +17,36 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from ramboot_agent.log import redact_text, redact_url
 
 log = logging.getLogger("ramboot.events")
 
 HISTORY = 200  # events kept for recent() regardless of delivery
 TIMELINE_LIMIT = 1000
+MAX_STRING = 4096  # characters of one string in an event (a URL, a reason, a log line)
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def read_boot_id(path: Path = BOOT_ID) -> str:
+    """The kernel's id of this boot; a random one (same format) if it cannot be read."""
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        value = ""
+    if value:
+        return value
+    raw = os.urandom(16).hex()
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
 def utc_iso(seconds: float) -> str:
@@ -32,11 +55,25 @@ def utc_iso(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _scrub(value: Any) -> Any:
+    """`value` (decoded JSON) with credentials masked and strings cut to MAX_STRING."""
+    if isinstance(value, str):
+        text = redact_text(redact_url(value))  # a whole-string URL first: it may hold spaces
+        if len(text) > MAX_STRING:
+            text = f"{text[:MAX_STRING]}... [{len(text) - MAX_STRING} more characters]"
+        return text
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
+
+
 def _json_safe(details: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        return dict(json.loads(json.dumps(details, default=str)))
-    except (TypeError, ValueError) as error:
-        return {"unserializable": repr(details)[:500], "error": str(error)}
+        return dict(_scrub(json.loads(json.dumps(details, default=str))))
+    except (TypeError, ValueError, RecursionError) as error:
+        return {"unserializable": _scrub(repr(details)[:500]), "error": str(error)}
 
 
 class Reporter:
@@ -59,8 +96,10 @@ class Reporter:
         max_backoff: float = 15.0,
         cafile: str | None = None,
         insecure: bool = False,
+        boot_id: str | None = None,
     ) -> None:
         self.identity = dict(identity)
+        self.boot_id = boot_id if boot_id is not None else read_boot_id()
         self.spool_limit = max(1, spool_limit)
         self.clock = clock
         self.wall_clock = wall_clock
@@ -97,7 +136,8 @@ class Reporter:
                 stamp = utc_iso(wall)
                 record: dict[str, Any] = {
                     "event": event,
-                    "identity": dict(self.identity),
+                    "identity": _scrub(dict(self.identity)),
+                    "boot_id": self.boot_id,
                     "seq": self._seq,
                     "monotonic": round(now, 3),
                     "time": stamp,
@@ -121,10 +161,21 @@ class Reporter:
             self.identity.update(values)
 
     def set_url(self, url: str | None) -> None:
-        """Send to `url` from now on; events buffered so far go out first."""
-        if url is not None and urlsplit(url).scheme.lower() not in ("http", "https"):
-            log.warning("ignoring report URL %s: only http and https are supported", url)
-            return
+        """Send to `url` from now on; events buffered so far go out first.
+
+        A URL that cannot be used (another scheme, malformed) is ignored with
+        a warning: reporting is optional, the boot goes on.
+        """
+        if url is not None:
+            from ramboot_agent.errors import FetchError
+            from ramboot_agent.httpwire import split_url
+
+            try:
+                split_url(url, ("http", "https"))
+            except FetchError as error:
+                log.warning("ignoring report URL %s: %s; events are only logged",
+                            error.url, error.reason)
+                return
         with self._cond:
             self._url = url
             self._failures = 0
@@ -266,35 +317,50 @@ class Reporter:
                 self._cond.notify_all()
 
     def _post(self, url: str, body: bytes, timeout: float) -> str:
-        """"sent", "rejected" (a 4xx: retrying cannot help) or "retry: <reason>"."""
-        import http.client
+        """"sent", "rejected" (a 4xx: retrying cannot help) or "retry: <reason>".
 
-        parts = urlsplit(url)
-        connection: http.client.HTTPConnection
+        The whole exchange takes at most `timeout` seconds, and only the status
+        line and headers of the reply are read (http.client bounds those).
+        """
+        import base64
+        import http.client
+        from urllib.parse import unquote
+
+        from ramboot_agent import httpwire
+
+        parts = httpwire.split_url(url, ("http", "https"))
+        context = None
         if parts.scheme.lower() == "https":
             from ramboot_agent.fetch import make_ssl_context
 
             context = make_ssl_context(cafile=self.cafile, insecure=self.insecure)
-            connection = http.client.HTTPSConnection(parts.hostname or "", parts.port,
-                                                     timeout=timeout, context=context)
-        else:
-            connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
-                                                    timeout=timeout)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"Content-Type": "application/json", "Connection": "close"}
+        if parts.username is not None:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            encoded = base64.b64encode(token.encode("utf-8", "surrogateescape")).decode()
+            headers["Authorization"] = f"Basic {encoded}"
+        watchdog = httpwire.Watchdog(timeout)
+        connection = httpwire.open_connection(parts, timeout=timeout, watchdog=watchdog,
+                                              context=context)
+        response = None
         try:
-            connection.request("POST", target, body=body, headers={
-                "Content-Type": "application/json", "Connection": "close"})
+            connection.request("POST", httpwire.request_target(parts), body=body,
+                               headers=headers)
             response = connection.getresponse()
-            response.read()
+            status, reason = response.status, response.reason
         except (OSError, http.client.HTTPException) as error:
+            if watchdog.fired:
+                return f"retry: no answer within {timeout:g} s"
             return f"retry: {error.strerror if isinstance(error, OSError) else error}"
         finally:
+            watchdog.stop()
+            if response is not None:
+                response.close()  # unread: whatever the collector sends after its headers
             connection.close()
-        if 200 <= response.status < 300:
+        if 200 <= status < 300:
             return "sent"
-        if response.status in (408, 429) or response.status >= 500:
-            return f"retry: HTTP {response.status}"
+        if status in (408, 429) or status >= 500:
+            return f"retry: HTTP {status}"
         self._rejected += 1
-        log.warning("report to %s rejected: HTTP %d %s (event dropped)", url, response.status,
-                    response.reason)
+        log.warning("report to %s rejected: HTTP %d %s (event dropped)", url, status, reason)
         return "rejected"

@@ -1,9 +1,12 @@
 """Downloads over HTTP, HTTPS, TFTP and (when allowed) local files.
 
-Every download is bounded (timeouts on connect and on each read, a bounded
-number of retries and redirects, a size cap or a free-space check), verified
-(TLS certificates by default, sha256 computed while streaming) and atomic on
-disk (a `.part` file renamed into place only when complete).
+Every download is bounded (a deadline for the whole download, retries and
+all; timeouts on connect and on each read; a bounded number of retries and
+redirects; a size cap or a free-space check), verified (TLS certificates by
+default, sha256 computed while streaming), atomic on disk (a `.part` file
+renamed into place only when complete) and never spliced: a resumed HTTP
+download must prove, with a strong validator and the total size, that it
+continues the same object, or it starts over.
 
 Heavy modules (ssl, http.client, email) are imported on first use to
 keep the agent's start-up fast.
@@ -12,6 +15,7 @@ keep the agent's start-up fast.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -23,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
-from ramboot_agent import __version__
+from ramboot_agent import __version__, httpwire
 from ramboot_agent.errors import FetchError
+from ramboot_agent.log import redact_url, sanitise
 
 if TYPE_CHECKING:
     import http.client
@@ -43,9 +48,12 @@ CHUNK = 64 * 1024
 SPACE_CHECK_EVERY = 1024 * 1024
 PROGRESS_EVERY = 256 * 1024
 TFTP_PACKET_TIMEOUT = 2.0
-TFTP_DEADLINE = 1800.0
+# One download, from the first request to the last byte, retries and back-off included.
+DEFAULT_DEADLINE = 1800.0
+MAX_NAME_BYTES = 200  # file names, so `.<name>.part` stays within NAME_MAX (255)
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 NETWORK_SCHEMES = ("http", "https", "tftp")
+SCHEMES = ("http", "https", "tftp", "file")
 
 ProgressCallback = Callable[[int, "int | None"], None]  # (bytes so far, total if known)
 
@@ -75,12 +83,8 @@ class _Retry(Exception):
 
 
 def redact(url: str) -> str:
-    """The URL without a password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """The URL without its secrets (password, token parameters), for logs and errors."""
+    return redact_url(url)
 
 
 def resolve_url(base: str | None, reference: str) -> str:
@@ -89,9 +93,14 @@ def resolve_url(base: str | None, reference: str) -> str:
     A script that came over the network may not name local files: a
     `file:` URL is only accepted when the script itself was a local file.
     """
-    url = urljoin(base, reference) if base else reference
-    if urlsplit(url).scheme == "file" and base and urlsplit(base).scheme != "file":
-        raise FetchError(url, f"a script fetched from {redact(base)} may not read local files")
+    try:
+        url = urljoin(base, reference) if base else reference
+        scheme, base_scheme = urlsplit(url).scheme, urlsplit(base or "").scheme
+    except ValueError as error:
+        raise FetchError(redact(reference), f"malformed URL: {error}") from None
+    if scheme.lower() == "file" and base and base_scheme.lower() != "file":
+        raise FetchError(redact(url), f"a script fetched from {redact(base)} "
+                         "may not read local files")
     return url
 
 
@@ -99,6 +108,8 @@ def safe_filename(name: str) -> str:
     """`name` if it is a plain file name that stays inside its directory."""
     if not name or name in {".", ".."} or "/" in name or "\0" in name or name.startswith("."):
         raise ValueError(f"unsafe file name {name!r}")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise ValueError(f"file name longer than {MAX_NAME_BYTES} bytes")
     return name
 
 
@@ -108,6 +119,17 @@ def _filename_from_url(url: str) -> str:
         return safe_filename(candidate)
     except ValueError:
         return "download"
+
+
+def release(path: Path) -> None:
+    """Remove a downloaded file, and its directory when that is left empty.
+
+    For images a script freed: on a RAM disk, a file nobody uses is memory lost.
+    """
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
 
 
 def default_cafile() -> Path | None:
@@ -145,28 +167,36 @@ def _os_error_reason(error: BaseException) -> tuple[str, bool]:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__, True
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    from email.utils import parsedate_to_datetime
+class _Deadline:
+    """The end of one download: every attempt, redirect and back-off fits before it."""
 
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def exceeded(self, shown: str, what: str) -> FetchError:
+        return FetchError(shown, f"{what}: gave up, the download's {self.seconds:.4g} s "
+                          "limit was reached")
 
 
 class _Sink:
-    """Where downloaded bytes go; hashes and counts them."""
+    """Where downloaded bytes go; hashes and counts them.
+
+    Subclasses (memory, a file, later a block device at an offset) store the
+    bytes; `reset` must start them over from their beginning and call
+    `super().reset()`. The Fetcher keeps `validator` and `total` here, so a
+    resume into any sink is checked the same way.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.size = 0
         self.hasher = hashlib.sha256()
-        self.validator: str | None = None  # ETag / Last-Modified for If-Range
+        self.validator: str | None = None  # strong ETag / Last-Modified, for If-Range
+        self.total: int | None = None  # the object's full size, once announced
 
     def expect(self, total: int) -> None:
         """Called with the full size as soon as it is known, before the data."""
@@ -179,6 +209,7 @@ class _Sink:
         self.size = 0
         self.hasher = hashlib.sha256()
         self.validator = None
+        self.total = None
 
 
 # Sinks of other modules (a block device, for the plan's `image` action) subclass this.
@@ -214,7 +245,6 @@ class _FileSink(_Sink):
         self.directory = directory
         self.path = directory / name
         self.part = directory / f".{name}.part"
-        self.total: int | None = None
         self.checked_at = 0
         self.file: BinaryIO = self.part.open("wb")
 
@@ -229,7 +259,6 @@ class _FileSink(_Sink):
                              f"{needed} more bytes needed, {free} free")
 
     def expect(self, total: int) -> None:
-        self.total = total
         self._check_space(total - self.size)
 
     def write(self, chunk: bytes) -> None:
@@ -257,19 +286,28 @@ class _FileSink(_Sink):
         self.file.truncate()
 
     def commit(self) -> None:
-        self.file.close()
-        self.part.replace(self.path)
+        try:
+            self.file.close()
+            self.part.replace(self.path)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise FetchError(self.url, f"no space left in {self.directory}") from None
+            raise FetchError(self.url, f"cannot write {self.path}: {error.strerror}") from None
 
     def discard(self) -> None:
-        self.file.close()
+        with contextlib.suppress(OSError):
+            self.file.close()
         self.part.unlink(missing_ok=True)
 
 
 class Fetcher:
     """Downloads with retries, redirects, resume and verification.
 
-    `allow_file` enables `file:` URLs (workstation `run-script`); the boot
-    path leaves it off. `sleep` exists so tests can observe back-off delays.
+    `deadline` bounds each download from its first request to its last
+    byte, retries and back-off included; `timeout` bounds connecting and
+    each read. `allow_file` enables `file:` URLs (workstation `run-script`);
+    the boot path leaves it off. `sleep` exists so tests can observe
+    back-off delays.
     """
 
     def __init__(
@@ -282,6 +320,7 @@ class Fetcher:
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         max_retry_after: float = 60.0,
+        deadline: float = DEFAULT_DEADLINE,
         rng: random.Random | None = None,
         user_agent: str = f"ramboot-agent/{__version__}",
         allow_file: bool = False,
@@ -294,6 +333,7 @@ class Fetcher:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
+        self.deadline = deadline
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
         self.user_agent = user_agent
         self.allow_file = allow_file
@@ -305,11 +345,12 @@ class Fetcher:
 
     # -- public API --------------------------------------------------------
 
-    def fetch_bytes(self, url: str, *, max_size: int, origin: str | None = None) -> Fetched:
+    def fetch_bytes(self, url: str, *, max_size: int, origin: str | None = None,
+                    deadline: float | None = None) -> Fetched:
         """Download `url` into memory; more than `max_size` bytes is an error."""
         sink = _MemorySink(url, max_size)
         started = time.monotonic()
-        final_url = self._fetch(url, sink, None, origin)
+        final_url = self._fetch(url, sink, None, origin, deadline)
         return self._result(url, final_url, sink, started, data=bytes(sink.buffer))
 
     def fetch_file(
@@ -320,6 +361,7 @@ class Fetcher:
         name: str | None = None,
         on_progress: ProgressCallback | None = None,
         origin: str | None = None,
+        deadline: float | None = None,
     ) -> Fetched:
         """Stream `url` to `dest_dir/name` (name defaults to the URL's last segment)."""
         directory = Path(dest_dir)
@@ -336,7 +378,7 @@ class Fetcher:
             raise FetchError(redact(url), reason) from None
         started = time.monotonic()
         try:
-            final_url = self._fetch(url, sink, on_progress, origin)
+            final_url = self._fetch(url, sink, on_progress, origin, deadline)
             sink.commit()
         except BaseException:
             sink.discard()
@@ -344,13 +386,13 @@ class Fetcher:
         return self._result(url, final_url, sink, started, path=sink.path)
 
     def fetch_into(self, url: str, sink: _Sink, *, on_progress: ProgressCallback | None = None,
-                   origin: str | None = None) -> Fetched:
-        """Stream `url` into `sink` (a `Sink` subclass), with the same retries and checks.
+                   origin: str | None = None, deadline: float | None = None) -> Fetched:
+        """Stream `url` into `sink` (a `_Sink` subclass), with the same retries and checks.
 
         Returns a Fetched with neither data nor path; the sink holds the bytes.
         """
         started = time.monotonic()
-        final_url = self._fetch(url, sink, on_progress, origin)
+        final_url = self._fetch(url, sink, on_progress, origin, deadline)
         return self._result(url, final_url, sink, started)
 
     # -- dispatch and retries ----------------------------------------------
@@ -364,27 +406,34 @@ class Fetcher:
         return Fetched(url, final_url, data, path, sink.size, digest, seconds)
 
     def _fetch(self, url: str, sink: _Sink, on_progress: ProgressCallback | None,
-               origin: str | None) -> str:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
+               origin: str | None, deadline: float | None) -> str:
         shown = redact(url)
         sink.url = shown
+        parts = self._split(url, shown)
+        scheme = parts.scheme.lower()
         log.debug("fetching %s", shown)
+        limit = _Deadline(self.deadline if deadline is None else deadline)
         if scheme == "file":
             if origin and urlsplit(origin).scheme.lower() in NETWORK_SCHEMES:
                 raise FetchError(shown, f"named by {redact(origin)}: a script fetched over "
                                  "the network may not read local files")
             if not self.allow_file:
                 raise FetchError(shown, "file: URLs are not allowed here")
-            return self._read_local(url, parts, sink, on_progress)
+            return self._read_local(url, parts, sink, on_progress, limit)
         if scheme in ("http", "https"):
             return self._with_retries(
-                shown, lambda: self._http_attempt(url, sink, on_progress))
-        if scheme == "tftp":
-            return self._with_retries(
-                shown, lambda: self._tftp_attempt(url, parts, sink, on_progress))
-        raise FetchError(shown, f"unsupported URL scheme {scheme!r} "
-                         "(http, https, tftp or file)")
+                shown, limit, lambda: self._http_attempt(url, sink, on_progress, limit))
+        return self._with_retries(
+            shown, limit, lambda: self._tftp_attempt(url, parts, sink, on_progress, limit))
+
+    @staticmethod
+    def _split(url: str, shown: str) -> SplitResult:
+        if url[:5].lower() != "file:":
+            return httpwire.split_url(url, SCHEMES)
+        try:
+            return urlsplit(url)
+        except ValueError as error:
+            raise FetchError(shown, f"malformed URL: {error}") from None
 
     def _delay(self, failures: int, retry_after: float | None) -> float:
         # Full jitter: a fleet rebooting together does not retry in lock-step.
@@ -394,12 +443,14 @@ class Fetcher:
             delay = max(delay, min(retry_after, self.max_retry_after))
         return delay
 
-    def _with_retries(self, shown: str, attempt: Callable[[], str]) -> str:
+    def _with_retries(self, shown: str, limit: _Deadline, attempt: Callable[[], str]) -> str:
         failures = resumes = 0
         while True:
             try:
                 return attempt()
             except _Retry as retry:
+                if limit.remaining() <= 0:
+                    raise limit.exceeded(shown, retry.reason) from None
                 if retry.progressed and resumes < MAX_RESUMES:
                     resumes += 1
                     log.warning("%s: %s; resuming", shown, retry.reason)
@@ -409,6 +460,8 @@ class Fetcher:
                     raise FetchError(shown, f"{retry.reason} (gave up after "
                                      f"{failures + resumes} attempts)") from None
                 delay = self._delay(failures, retry.retry_after)
+                if delay >= limit.remaining():
+                    raise limit.exceeded(shown, retry.reason) from None
                 log.warning("%s: %s; retry %d of %d in %.1fs", shown, retry.reason,
                             failures, self.retries, delay)
                 self.sleep(delay)
@@ -416,17 +469,20 @@ class Fetcher:
     # -- file: ----------------------------------------------------------------
 
     def _read_local(self, url: str, parts: SplitResult, sink: _Sink,
-                    on_progress: ProgressCallback | None) -> str:
+                    on_progress: ProgressCallback | None, limit: _Deadline) -> str:
+        shown = redact(url)
         if parts.netloc not in ("", "localhost"):
-            raise FetchError(url, "file: URLs must name a local path (file:///path)")
+            raise FetchError(shown, "file: URLs must name a local path (file:///path)")
         path = Path(unquote(parts.path))
         try:
             with path.open("rb") as source:
                 sink.expect(os.fstat(source.fileno()).st_size)
                 while chunk := source.read(CHUNK):
                     sink.write(chunk)
+                    if limit.remaining() <= 0:
+                        raise limit.exceeded(shown, f"reading {path}")
         except OSError as error:
-            raise FetchError(url, f"cannot read {path}: {error.strerror}") from None
+            raise FetchError(shown, f"cannot read {path}: {error.strerror}") from None
         if on_progress:
             on_progress(sink.size, sink.size)
         return url
@@ -434,11 +490,9 @@ class Fetcher:
     # -- TFTP -----------------------------------------------------------------
 
     def _tftp_attempt(self, url: str, parts: SplitResult, sink: _Sink,
-                      on_progress: ProgressCallback | None) -> str:
+                      on_progress: ProgressCallback | None, limit: _Deadline) -> str:
         from ramboot_agent import tftp
 
-        if not parts.hostname:
-            raise FetchError(sink.url, "tftp URL without a server")
         # As iPXE does: tftp://server/file asks for "file"; tftp://server//abs for "/abs".
         filename = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
         sink.reset()  # TFTP cannot resume: every attempt starts over
@@ -448,13 +502,17 @@ class Fetcher:
             sink.write(block)
             if on_progress and sink.size - reported[0] >= PROGRESS_EVERY:
                 reported[0] = sink.size
-                on_progress(sink.size, getattr(sink, "total", None))
+                on_progress(sink.size, sink.total)
+
+        def announced(total: int) -> None:
+            sink.expect(total)
+            sink.total = total
 
         try:
             result = tftp.fetch(
-                parts.hostname, filename, write, port=parts.port or tftp.DEFAULT_PORT,
-                timeout=min(self.timeout, TFTP_PACKET_TIMEOUT), deadline=TFTP_DEADLINE,
-                on_size=sink.expect,
+                parts.hostname or "", filename, write, port=parts.port or tftp.DEFAULT_PORT,
+                timeout=min(self.timeout, TFTP_PACKET_TIMEOUT), deadline=limit.remaining(),
+                on_size=announced,
             )
         except tftp.TftpError as error:
             if error.retryable:
@@ -469,133 +527,147 @@ class Fetcher:
 
     # -- HTTP(S) ---------------------------------------------------------------
 
-    def _connection(self, parts: SplitResult) -> http.client.HTTPConnection:
-        import http.client
-
-        host = parts.hostname or ""
+    def _connection(self, parts: SplitResult, timeout: float,
+                    watchdog: httpwire.Watchdog) -> http.client.HTTPConnection:
+        context = None
         if parts.scheme.lower() == "https":
             if self._ssl_context is None:
                 self._ssl_context = make_ssl_context(cafile=self.cafile, insecure=self.insecure)
             if self.insecure:
-                log.warning("%s: not verifying the server's certificate (insecure)", host)
-            return http.client.HTTPSConnection(host, parts.port, timeout=self.timeout,
-                                               context=self._ssl_context)
-        return http.client.HTTPConnection(host, parts.port, timeout=self.timeout)
+                log.warning("%s: not verifying the server's certificate (insecure)",
+                            parts.hostname)
+            context = self._ssl_context
+        return httpwire.open_connection(parts, timeout=timeout, watchdog=watchdog,
+                                        context=context)
 
     def _headers(self, parts: SplitResult) -> dict[str, str]:
         headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity",
                    "Connection": "close"}
         if parts.username is not None:
             import base64
-            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            encoded = token.encode("utf-8", "surrogateescape")
+            headers["Authorization"] = "Basic " + base64.b64encode(encoded).decode()
         return headers
 
-    def _http_attempt(self, url: str, sink: _Sink, on_progress: ProgressCallback | None) -> str:
+    def _http_attempt(self, url: str, sink: _Sink, on_progress: ProgressCallback | None,
+                      limit: _Deadline) -> str:
         import http.client
         current = url
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(current)
-            if not parts.hostname:
-                raise FetchError(sink.url, f"no host in {redact(current)}")
+            parts = httpwire.split_url(current, ("http", "https"))
             headers = self._headers(parts)
+            if sink.size and (sink.validator is None or sink.total is None):
+                # Nothing proves a second request would continue the same object.
+                log.warning("%s: the server gave no strong validator and size to resume "
+                            "with; restarting from 0", sink.url)
+                sink.reset()
             offset = sink.size
             if offset:
                 headers["Range"] = f"bytes={offset}-"
-                if sink.validator:
-                    headers["If-Range"] = sink.validator
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            connection = self._connection(parts)
+                headers["If-Range"] = sink.validator or ""
+            remaining = limit.remaining()
+            if remaining <= 0:
+                raise limit.exceeded(sink.url, f"{offset} bytes received")
+            watchdog = httpwire.Watchdog(remaining)
+            connection = self._connection(parts, min(self.timeout, remaining), watchdog)
+            response = None
             try:
                 try:
-                    connection.request("GET", target, headers=headers)
+                    connection.request("GET", httpwire.request_target(parts), headers=headers)
                     response = connection.getresponse()
                 except (OSError, http.client.HTTPException) as error:
+                    if watchdog.fired:
+                        raise limit.exceeded(sink.url, "waiting for the server") from None
                     reason, retryable = _os_error_reason(error)
                     if not retryable:
                         raise FetchError(sink.url, reason) from None
                     raise _Retry(f"{parts.hostname}: {reason}") from None
                 status = response.status
                 if status in REDIRECT_STATUSES:
-                    current = self._redirect_target(sink.url, current, response)
+                    current = httpwire.redirect_target(
+                        sink.url, current, response.getheader("Location"), status)
+                    log.debug("%s: redirected (%d) to %s", sink.url, status, redact(current))
                     continue
                 total = self._accept_status(sink, response, offset, current)
-                self._stream_body(sink, response, total, on_progress)
+                self._stream_body(sink, response, total, on_progress=on_progress,
+                                  watchdog=watchdog, limit=limit)
                 return current
             finally:
+                watchdog.stop()
+                if response is not None:
+                    response.close()
                 connection.close()
         raise FetchError(sink.url, f"more than {MAX_REDIRECTS} redirects")
-
-    @staticmethod
-    def _redirect_target(shown: str, current: str, response: http.client.HTTPResponse) -> str:
-        location = response.getheader("Location")
-        if not location:
-            raise FetchError(shown, f"HTTP {response.status} redirect without Location")
-        target = urljoin(current, location)
-        old, new = urlsplit(current).scheme.lower(), urlsplit(target).scheme.lower()
-        if new not in ("http", "https"):
-            raise FetchError(shown, f"redirect to unsupported scheme {new!r} refused")
-        if old == "https" and new == "http":
-            raise FetchError(shown, f"redirect from https to plain http refused "
-                             f"({redact(target)})")
-        log.debug("%s: redirected (%d) to %s", shown, response.status, redact(target))
-        return target
 
     def _accept_status(self, sink: _Sink, response: http.client.HTTPResponse, offset: int,
                        current: str) -> int | None:
         """Check the status; return the full size when known. Raises to retry or fail."""
         status = response.status
+        reason = sanitise(response.reason or "")[:200]
         where = "" if current == sink.url else f" (at {redact(current)})"
-        length = response.getheader("Content-Length")
+        validator = httpwire.resume_validator(response.getheader("ETag"),
+                                              response.getheader("Last-Modified"),
+                                              response.getheader("Date"))
         if status == 200:
             if offset:
-                log.warning("%s: server ignored the Range request; restarting from 0",
+                log.warning("%s: the server sent the whole object, not the rest of it "
+                            "(Range ignored, or the object changed); restarting from 0",
                             sink.url)
                 sink.reset()
-            total = int(length) if length and length.isdigit() else None
-        elif status == 206 and offset:
-            total = self._check_content_range(sink, response, offset)
-        elif status == 416 and offset:
+            total = httpwire.parse_length(response.getheader("Content-Length"))
+            if total is not None:
+                sink.expect(total)
+            sink.validator, sink.total = validator, total
+            return total
+        if status == 206 and offset:
+            return self._check_resume(sink, response, offset, validator)
+        if status == 416 and offset:
             sink.reset()
             raise _Retry("server refused to resume (416); restarting", progressed=True)
-        elif status in (408, 429) or status >= 500:
-            retry_after = _retry_after_seconds(response.getheader("Retry-After"))
-            raise _Retry(f"HTTP {status} {response.reason}{where}", retry_after=retry_after)
-        else:
-            raise FetchError(sink.url, f"HTTP {status} {response.reason}{where}")
-        etag = response.getheader("ETag")
-        modified = response.getheader("Last-Modified")
-        # Weak ETags may not be used with If-Range (RFC 9110 13.1.5).
-        sink.validator = etag if etag and not etag.startswith("W/") else modified
-        if total is not None:
-            sink.expect(total)
-        return total
+        if status in (408, 429) or status >= 500:
+            retry_after = httpwire.parse_retry_after(response.getheader("Retry-After"))
+            raise _Retry(f"HTTP {status} {reason}{where}", retry_after=retry_after)
+        raise FetchError(sink.url, f"HTTP {status} {reason}{where}")
 
     @staticmethod
-    def _check_content_range(sink: _Sink, response: http.client.HTTPResponse,
-                             offset: int) -> int | None:
-        value = response.getheader("Content-Range") or ""
-        unit, _, spec = value.partition(" ")
-        span, _, full = spec.partition("/")
-        start, _, _end = span.partition("-")
-        if unit != "bytes" or not start.isdigit() or int(start) != offset:
+    def _check_resume(sink: _Sink, response: http.client.HTTPResponse, offset: int,
+                      validator: str | None) -> int:
+        """A 206 continues our download only if it is the same object, from `offset` on."""
+        value = response.getheader("Content-Range")
+        span = httpwire.parse_content_range(value)
+        length = httpwire.parse_length(response.getheader("Content-Length"))
+        problem = None
+        if span is None or span.start != offset:
+            problem = f"Content-Range {sanitise(value or '(none)')[:80]!s} for a resume at {offset}"
+        elif span.complete != sink.total:
+            problem = f"the object's size changed from {sink.total} to {span.complete}"
+        elif validator != sink.validator:
+            problem = "the object changed (its validator differs)"
+        elif length is not None and length != span.end - span.start + 1:
+            problem = f"Content-Length {length} does not match the range"
+        if problem is not None:
             sink.reset()
-            raise _Retry(f"bad Content-Range {value!r} for resume at {offset}; restarting",
-                         progressed=True)
+            raise _Retry(f"{problem}; restarting from 0", progressed=True)
         log.info("%s: resuming at byte %d", sink.url, offset)
-        return int(full) if full.isdigit() else None
+        assert span is not None and span.complete is not None
+        return span.complete
 
     @staticmethod
-    def _stream_body(sink: _Sink, response: http.client.HTTPResponse, total: int | None,
-                     on_progress: ProgressCallback | None) -> None:
+    def _stream_body(sink: _Sink, response: http.client.HTTPResponse, total: int | None, *,
+                     on_progress: ProgressCallback | None, watchdog: httpwire.Watchdog,
+                     limit: _Deadline) -> None:
         import http.client
 
         before = sink.size
         reported = sink.size
         while True:
             try:
-                chunk = response.read(CHUNK)
+                # read1: at most one read from the socket, so progress is seen as it comes.
+                chunk = response.read1(CHUNK)
             except (OSError, http.client.HTTPException) as error:
+                if watchdog.fired:
+                    raise limit.exceeded(sink.url, f"{sink.size} bytes received") from None
                 reason = _os_error_reason(error)[0]
                 raise _Retry(f"connection lost after {sink.size} bytes: {reason}",
                              progressed=sink.size > before) from None
@@ -605,6 +677,9 @@ class Fetcher:
             if on_progress and sink.size - reported >= PROGRESS_EVERY:
                 reported = sink.size
                 on_progress(sink.size, total)
+        complete = total is not None and sink.size == total
+        if watchdog.fired and not complete:
+            raise limit.exceeded(sink.url, f"{sink.size} bytes received")
         if total is not None and sink.size < total:
             raise _Retry(f"connection closed after {sink.size} of {total} bytes",
                          progressed=sink.size > before)

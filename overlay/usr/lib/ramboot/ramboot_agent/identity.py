@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from ramboot_agent import arch
+from ramboot_agent.log import sanitise
 from ramboot_agent.net import RUNTIME_DIR, Lease, load_lease
 
 KEYS = (
@@ -52,7 +53,7 @@ def _kernel_hostname(root: Path) -> str:
 
 def printable(value: str) -> str:
     """`value` on one line: control characters (from DHCP, untrusted) as \\xNN."""
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in value)
+    return sanitise(value)
 
 
 def board_serial(raw: str) -> str:

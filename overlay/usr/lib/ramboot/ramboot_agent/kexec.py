@@ -1,8 +1,10 @@
 """Loading and executing the next kernel with kexec-tools.
 
-`load` first asks for kexec_file_load (`kexec -s`: the kernel parses and, with
-signature enforcement, verifies the image), then falls back to the older
+`load` first asks for kexec_file_load (`kexec -l -s`: the kernel parses and,
+with signature enforcement, verifies the image), then falls back to the older
 kexec_load (`kexec -l`: kexec-tools parses the image) when the kernel refuses.
+`-l` (load only) is needed with `-s` too: without an action kexec-tools loads
+and then runs shutdown(8) to execute at once.
 Several initrds are concatenated in order, each padded to 4 bytes as iPXE
 does: the kernel unpacks concatenated cpio archives (compressed or not) and
 skips the zero padding between them.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -130,8 +133,8 @@ class Kexec:
         return (self.work_dir or spec.initrds[0].parent) / COMBINED_INITRD
 
     def load_argv(self, spec: BootSpec, method: str) -> list[str]:
-        flag = "-s" if method == FILE_LOAD else "-l"
-        argv = [self.kexec_binary, flag, f"--command-line={spec.cmdline}"]
+        flags = ["-l", "-s"] if method == FILE_LOAD else ["-l"]
+        argv = [self.kexec_binary, *flags, f"--command-line={spec.cmdline}"]
         initrd = self._initrd_path(spec)
         if initrd is not None:
             argv.append(f"--initrd={initrd}")
@@ -191,6 +194,9 @@ class Kexec:
         for path in (spec.kernel, *spec.initrds):
             if not path.is_file():
                 raise BootError(f"cannot load {path}: no such file")
+        # Never hand kexec an HTML page, an iPXE binary or an initramfs.
+        from ramboot_agent import arch, kernel_image  # noqa: PLC0415
+        kernel_image.require_kernel(spec.kernel, buildarch=arch.buildarch(os.uname().machine))
         if self.dry_run:
             log.info("dry run, would load:\n%s", self.describe(spec))
             self.dry_run_spec = spec
@@ -210,7 +216,7 @@ class Kexec:
             # kexec_file_load is refused for many reasons (no CONFIG_KEXEC_FILE,
             # an image format only kexec-tools parses, lockdown): try kexec_load.
             fallback_reason = self._reason(done)
-            log.warning("kexec -s (kexec_file_load) failed: %s; trying kexec -l",
+            log.warning("kexec -l -s (kexec_file_load) failed: %s; trying kexec -l",
                         fallback_reason)
             method = LEGACY_LOAD
             done = self._run(self.load_argv(spec, LEGACY_LOAD))

@@ -13,16 +13,19 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ramboot_agent.cmdline import Settings, parse_cmdline
 from ramboot_agent.errors import AgentError, NetworkError
+from ramboot_agent.log import sanitise
 
 log = logging.getLogger("ramboot.net")
 
@@ -33,8 +36,24 @@ OPTION_URL = 224  # text: the instructions URL
 OPTION_REPORT_URL = 225  # text: where to POST status events
 OPTION_NTP_SERVERS = 42  # for the clock (clock.py): a Pi has no RTC
 REQUESTED_OPTIONS = (OPTION_URL, OPTION_REPORT_URL, OPTION_NTP_SERVERS)
+VENDOR_CLASS_PREFIX = "ramboot-agent:"  # + "<version>:<buildarch>"
 ARPHRD_ETHER = 1
 _UDHCPC_TRIES, _UDHCPC_TIMEOUT = 3, 2  # per attempt: 3 discovers, 2 s apart
+IP_TIMEOUT = 10.0  # seconds for one `ip` command
+MAX_LEASE_RECORD = 1024 * 1024  # an environment block is far smaller (ARG_MAX)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def is_dns_name(text: str) -> bool:
+    """An RFC 1123 host or domain name (labels of letters, digits, `-`, `_`)."""
+    name = text.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def _domain_list(text: str) -> bool:
+    """Option 15 as servers send it: one domain name, or several separated by spaces."""
+    return bool(text.split()) and all(is_dns_name(word) for word in text.split())
 
 # busybox udhcpc's names for the options it decodes -> (code, encoding).
 # Encodings rebuild the wire bytes; "text" keeps busybox's rendering (UTF-8)
@@ -86,20 +105,76 @@ class Lease:
 
 
 def _encode_option(name: str, kind: str, text: str) -> bytes:
-    try:
-        if kind == "ip":
-            return ipaddress.IPv4Address(text.strip()).packed
-        if kind == "ips":
-            return b"".join(ipaddress.IPv4Address(part).packed for part in text.split())
-        if kind in _INT_FORMATS:
-            return struct.pack(_INT_FORMATS[kind], int(text))
-    except (ValueError, struct.error) as error:
-        raise NetworkError(f"lease option {name}={text!r} is malformed: {error}") from None
+    """Option `name`'s wire bytes from udhcpc's rendering; ValueError when malformed.
+
+    Address lists are rebuilt by `parse_lease` from their valid addresses only.
+    """
+    if kind == "ip":
+        return ipaddress.IPv4Address(text.strip()).packed
+    if kind in _INT_FORMATS:
+        try:
+            return struct.pack(_INT_FORMATS[kind], int(text.strip(), 10))
+        except struct.error as error:
+            raise ValueError(str(error)) from None
     return text.encode("utf-8", errors="surrogateescape")
 
 
-def parse_lease(record: bytes, *, mac: str = "") -> Lease:
-    """A Lease from the hook's record: udhcpc's environment, NUL-separated."""
+def _shown(value: str) -> str:
+    return f"'{sanitise(value[:60])}'"
+
+
+def _addresses(name: str, value: str, warn: Callable[[str], None]) -> tuple[str, ...]:
+    """The IPv4 addresses in `value`; others cost themselves, with a warning."""
+    good = []
+    for word in value.split():
+        try:
+            good.append(str(ipaddress.IPv4Address(word)))
+        except ValueError:
+            warn(f"lease option {name}: {_shown(word)} is not an IPv4 address; ignored")
+    return tuple(good)
+
+
+def _unpack(raw: bytes | None) -> tuple[str, ...]:
+    """IPv4 addresses packed in an option's bytes."""
+    raw = raw or b""
+    return tuple(str(ipaddress.IPv4Address(raw[i:i + 4])) for i in range(0, len(raw) - 3, 4))
+
+
+def _text(name: str, raw: str, warn: Callable[[str], None],
+          valid: Callable[[str], bool] | None = None) -> str | None:
+    """A text field of the lease, or None (with a warning) when it is not clean text."""
+    if not raw:
+        return None
+    value = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if "\ufffd" in value or _CONTROL.search(value) or (valid and not valid(value)):
+        warn(f"lease option {name}={_shown(raw)} is malformed; ignored")
+        return None
+    return value
+
+
+def _prefix_len(env: dict[str, str], warn: Callable[[str], None]) -> int:
+    if "mask" in env:
+        mask = env["mask"].strip()
+        if mask.isascii() and mask.isdigit() and 0 <= int(mask) <= 32:
+            return int(mask)
+        warn(f"lease mask={_shown(mask)} is malformed; trying the subnet")
+    if "subnet" in env:
+        try:
+            return ipaddress.IPv4Network(f"0.0.0.0/{env['subnet'].strip()}").prefixlen
+        except ValueError:
+            warn(f"lease subnet={_shown(env['subnet'])} is malformed; using /32")
+    return 32
+
+
+def parse_lease(record: bytes, *, mac: str = "",
+                warn: Callable[[str], None] | None = None) -> Lease:
+    """A Lease from the hook's record: udhcpc's environment, NUL-separated.
+
+    Only the address itself is required. Any other malformed field (a bad
+    option, router, DNS server, host or domain name) costs that field and a
+    warning (`warn`, default: logged), never the lease.
+    """
+    warnings = warn or (lambda message: log.warning("%s", message))
     env: dict[str, str] = {}
     for entry in record.split(b"\0"):
         raw_name, equals, raw_value = entry.partition(b"=")
@@ -109,49 +184,55 @@ def parse_lease(record: bytes, *, mac: str = "") -> Lease:
             )
     options: dict[int, bytes] = {}
     for name, value in env.items():
-        if name.startswith("opt") and name[3:].isdigit():
+        if name.startswith("opt") and name[3:].isascii() and name[3:].isdigit():
             code = int(name[3:])
             try:
+                if not 1 <= code <= 254:
+                    raise ValueError(f"no DHCP option has code {code}")
                 options[code] = bytes.fromhex(value)
             except ValueError:
-                raise NetworkError(f"lease option {name} is not hex: {value[:40]!r}") from None
+                warnings(f"lease option {name}={_shown(value)} is not option data; ignored")
+        elif name in KNOWN_OPTIONS and KNOWN_OPTIONS[name][1] == "ips":
+            good = _addresses(name, value, warnings)
+            if good:
+                options[KNOWN_OPTIONS[name][0]] = b"".join(
+                    ipaddress.IPv4Address(address).packed for address in good)
         elif name in KNOWN_OPTIONS:
             code, kind = KNOWN_OPTIONS[name]
-            options[code] = _encode_option(name, kind, value)
+            try:
+                options[code] = _encode_option(name, kind, value)
+            except ValueError as error:
+                warnings(f"lease option {name}={_shown(value)} is malformed ({error}); ignored")
     for required in ("interface", "ip"):
         if not env.get(required):
             raise NetworkError(f"lease record has no {required!r}")
     try:
-        address = ipaddress.IPv4Address(env["ip"])
-        if "mask" in env:
-            prefix_len = int(env["mask"])
-        elif "subnet" in env:
-            prefix_len = ipaddress.IPv4Network(f"0.0.0.0/{env['subnet']}").prefixlen
-        else:
-            prefix_len = 32
-        if not 0 <= prefix_len <= 32:
-            raise ValueError(f"prefix length {prefix_len}")
+        address = ipaddress.IPv4Address(env["ip"].strip())
     except ValueError as error:
         raise NetworkError(f"lease has a malformed address: {error}") from None
-    routers = env.get("router", "").split()
+    # Options 3, 6 and 54 hold only the addresses that were valid (warned about above).
+    routers, dns, server_id = (_unpack(options.get(code)) for code in (3, 6, 54))
+    next_server = _addresses("siaddr", env.get("siaddr", ""), warnings)[:1]
+    domain = _text("domain", env.get("domain", ""), warnings, _domain_list)
     return Lease(
         interface=env["interface"],
         mac=mac,
         ip=str(address),
-        prefix_len=prefix_len,
+        prefix_len=_prefix_len(env, warnings),
         router=routers[0] if routers else None,
-        dns=tuple(env.get("dns", "").split()),
-        hostname=env.get("hostname") or None,
-        domain=env.get("domain") or None,
-        server_id=env.get("serverid") or None,
+        dns=dns,
+        hostname=_text("hostname", env.get("hostname", ""), warnings, is_dns_name),
+        domain=domain,
+        server_id=server_id[0] if server_id else None,
         options=options,
-        next_server=env.get("siaddr") or None,
-        boot_file=env.get("boot_file") or None,
+        next_server=next_server[0] if next_server else None,
+        boot_file=_text("boot_file", env.get("boot_file", ""), warnings),
     )
 
 
 def load_lease(path: Path, *, mac: str = "") -> Lease:
-    return parse_lease(path.read_bytes(), mac=mac)
+    with path.open("rb") as record:
+        return parse_lease(record.read(MAX_LEASE_RECORD), mac=mac)
 
 
 @dataclass(frozen=True)
@@ -215,7 +296,13 @@ def order_candidates(
 
 
 def _ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False,
+                                timeout=IP_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise NetworkError(f"ip {' '.join(args)}: no answer within {IP_TIMEOUT:g} s") from None
+    except OSError as error:
+        raise NetworkError(f"cannot run ip: {error.strerror}") from None
     if result.returncode != 0:
         raise NetworkError(f"ip {' '.join(args)}: {result.stderr.strip() or result.returncode}")
 
@@ -239,12 +326,56 @@ def wait_for_carrier(
         time.sleep(0.1)
 
 
+RAM_FILESYSTEMS = ("rootfs", "ramfs", "tmpfs")
+
+
+def root_filesystem(mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
+    """The type of the filesystem mounted on `/` (the last mount there wins)."""
+    fstype = "unknown"
+    try:
+        lines = mountinfo.read_text(errors="replace").splitlines()
+    except OSError:
+        return fstype
+    for line in lines:
+        # ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER-OPTIONS
+        mount, _, rest = line.partition(" - ")
+        fields = mount.split()
+        if len(fields) > 4 and fields[4] == "/" and rest.split():
+            fstype = rest.split()[0]
+    return fstype
+
+
+def refuse_outside_ram_system(command: str, *, force: bool,
+                              mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """Why `command` must not run here (a message), or None in the RAM system or when forced.
+
+    The agent takes the network over: it flushes and replaces the addresses
+    of every Ethernet interface. On a workstation or server booted from disk
+    that cuts it off, so outside an initramfs (or RAM) root it refuses.
+    """
+    fstype = root_filesystem(mountinfo)
+    if force or fstype in RAM_FILESYSTEMS:
+        return None
+    return (f"refusing to run {command}: / is {fstype}, not the in-RAM ramboot system "
+            "(an initramfs). It takes over this machine's network: it flushes and "
+            "replaces the addresses of every Ethernet interface. Pass --force to run it "
+            "anyway (e.g. inside a network namespace).")
+
+
+def vendor_class() -> str:
+    """Option 60 of the agent's requests: DHCP servers give it its own option 224 (stage 2)."""
+    from ramboot_agent import __version__  # noqa: PLC0415
+    from ramboot_agent.arch import buildarch  # noqa: PLC0415
+
+    return f"{VENDOR_CLASS_PREFIX}{__version__}:{buildarch(os.uname().machine)}"
+
+
 def _udhcpc_argv(interface: str, hook: Path) -> list[str]:
     udhcpc = shutil.which("udhcpc")
     program = [udhcpc] if udhcpc else ["busybox", "udhcpc"]
     argv = [
         *program, "-f", "-q", "-n", "-t", str(_UDHCPC_TRIES), "-T", str(_UDHCPC_TIMEOUT),
-        "-i", interface, "-s", str(hook),
+        "-i", interface, "-s", str(hook), "-V", vendor_class(),
     ]
     for code in REQUESTED_OPTIONS:
         argv += ["-O", str(code)]
@@ -261,21 +392,25 @@ def run_udhcpc(iface: Interface, *, hook: Path, runtime_dir: Path, debug: int) -
     log.debug("running %s", " ".join(argv))
     timeout = _UDHCPC_TRIES * (_UDHCPC_TIMEOUT + 1) + 10
     try:
+        # udhcpc's output may quote the server: it reaches the console only through the log.
         result = subprocess.run(
             argv, env=env, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-            stdout=None if debug >= 2 else subprocess.DEVNULL,
-            stderr=None if debug >= 2 else subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
         )
     except subprocess.TimeoutExpired:
         log.warning("%s: udhcpc did not finish within %d s", iface.name, timeout)
         return None
     except OSError as error:
         raise NetworkError(f"cannot run udhcpc: {error}") from None
+    output = (result.stdout or "").strip().splitlines()
+    if debug >= 2:
+        for line in output[-50:]:
+            log.debug("udhcpc: %s", line)
     if result.returncode == 0 and not lease_file.exists():
         raise NetworkError(f"udhcpc got a lease on {iface.name} but {hook} did not record it")
     if result.returncode != 0:
-        detail = (result.stderr or "").strip().splitlines()[-1:] if result.stderr else []
-        log.info("%s: no DHCP lease%s", iface.name, f" ({detail[0]})" if detail else "")
+        detail = f" ({output[-1]})" if output else ""
+        log.info("%s: no DHCP lease%s", iface.name, detail)
         return None
     return load_lease(lease_file, mac=iface.mac)
 
@@ -285,15 +420,28 @@ def configure(lease: Lease, *, resolv_conf: Path) -> None:
     _ip("-4", "addr", "flush", "dev", lease.interface)
     _ip("addr", "add", f"{lease.ip}/{lease.prefix_len}", "dev", lease.interface)
     if lease.router:
-        _ip("route", "replace", "default", "via", lease.router, "dev", lease.interface)
+        try:
+            _ip("route", "replace", "default", "via", lease.router, "dev", lease.interface)
+        except NetworkError:
+            # A router outside the lease's subnet (e.g. a /32 lease): reach it on the link.
+            try:
+                _ip("route", "replace", "default", "via", lease.router, "dev",
+                    lease.interface, "onlink")
+            except NetworkError as error:
+                log.warning("%s: no default route via %s (%s); only the local subnet is "
+                            "reachable", lease.interface, lease.router, error)
     lines = []
     if lease.domain:
         lines.append(f"search {lease.domain.split()[0]}")
     lines += [f"nameserver {server}" for server in lease.dns]
     if lines:
         tmp = resolv_conf.with_name(resolv_conf.name + ".ramboot-tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(resolv_conf)
+        try:
+            tmp.write_text("\n".join(lines) + "\n")
+            tmp.replace(resolv_conf)
+        except OSError as error:
+            log.warning("cannot write %s (%s): names will not resolve", resolv_conf,
+                        error.strerror)
 
 
 def bring_up(
@@ -357,7 +505,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime-dir", type=Path, default=RUNTIME_DIR)
     parser.add_argument("--resolv-conf", type=Path, default=Path("/etc/resolv.conf"))
     parser.add_argument("--hook", type=Path, default=HOOK)
+    parser.add_argument("--force", action="store_true",
+                        help="run even outside the in-RAM system (it reconfigures interfaces)")
     args = parser.parse_args(argv)
+    refusal = refuse_outside_ram_system("python -m ramboot_agent.net", force=args.force)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     from ramboot_agent.log import setup_logging  # noqa: PLC0415
 
     text = args.cmdline if args.cmdline is not None else Path("/proc/cmdline").read_text()

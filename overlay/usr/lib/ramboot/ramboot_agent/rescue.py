@@ -21,13 +21,15 @@ from typing import IO, Any, Protocol
 
 from ramboot_agent.cmdline import Settings
 from ramboot_agent.errors import AgentError
-from ramboot_agent.log import recent_log_lines
+from ramboot_agent.log import console_text, recent_log_lines, sanitise
 
 log = logging.getLogger("ramboot.rescue")
 
 EXIT_DONE = 0  # finished without booting, nothing more to do (dry run)
 EXIT_RESCUE = 10  # the console session should give a rescue shell
 BOX_WIDTH = 76
+KEYS_DEADLINE = 60.0  # seconds to fetch SSH keys on the failure path
+DROPBEAR_TIMEOUT = 30.0  # dropbear forks into the background at once
 _KEY_TYPES = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
     r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+( .*)?$"
@@ -41,20 +43,22 @@ class ReporterLike(Protocol):
 
 
 class FetcherLike(Protocol):
-    def fetch_bytes(self, url: str, *, max_size: int) -> Any: ...
+    def fetch_bytes(self, url: str, *, max_size: int, deadline: float | None = ...) -> Any: ...
 
 
 def failure_box(reason: str, events: list[dict[str, Any]], lines: list[str]) -> str:
     """The console message: reason, recent events, recent log lines, what happens next."""
     inner = BOX_WIDTH - 4
     body = ["ramboot-agent FAILED", ""]
-    body += textwrap.wrap(reason, inner) or [""]
+    body += textwrap.wrap(console_text(reason, newlines=False), inner) or [""]
     if events:
         body += ["", "recent events:"]
-        body += [f"  {e.get('seq', '?')} {e.get('event', '?')}" for e in events]
+        body += [sanitise(f"  {e.get('seq', '?')} {e.get('event', '?')}")[:inner]
+                 for e in events]
     if lines:
         body += ["", "recent log:"]
-        body += [line[:inner] for line in lines]
+        body += [console_text(part, newlines=False)[:inner]
+                 for line in lines for part in line.splitlines()]
     top = "+" + "=" * (BOX_WIDTH - 2) + "+"
     return "\n".join([top, *(f"| {line:<{inner}} |" for line in body), top])
 
@@ -76,7 +80,7 @@ def fail(
     unless rebooting itself failed.
     """
     out = out if out is not None else sys.stderr
-    log.error("%s", reason)
+    log.error("%s", reason)  # the log masks secrets and escapes control characters
     events = _safely(lambda: reporter.recent(10), []) if reporter else []
     print(failure_box(reason, events, recent_log_lines(15)), file=out, flush=True)
     if reporter is not None:
@@ -161,7 +165,8 @@ def start_dropbear(
     if re.match(r"(?i)(https?|tftp|file)://", source):
         if fetcher is None:
             raise AgentError(f"cannot fetch SSH keys from {source}: no network")
-        source = fetcher.fetch_bytes(source, max_size=64 * 1024).data.decode(errors="replace")
+        source = fetcher.fetch_bytes(source, max_size=64 * 1024,
+                                     deadline=KEYS_DEADLINE).data.decode(errors="replace")
     keys = authorized_keys(source)
     if not keys:
         log.warning("no usable SSH public key given: dropbear not started")
@@ -173,7 +178,12 @@ def start_dropbear(
     tmp.chmod(0o600)
     tmp.replace(ssh_dir / "authorized_keys")
     # -R: make host keys on first use; -s: no password logins at all.
-    result = subprocess.run([dropbear, "-R", "-s"], check=False, capture_output=True, text=True)
+    try:
+        result = subprocess.run([dropbear, "-R", "-s"], check=False, capture_output=True,
+                                text=True, timeout=DROPBEAR_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("dropbear did not start: %s", error)
+        return False
     if result.returncode != 0:
         log.warning("dropbear failed to start: %s", result.stderr.strip())
         return False

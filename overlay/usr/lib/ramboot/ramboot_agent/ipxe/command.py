@@ -35,6 +35,7 @@ EXIT_FAILED = 1
 EXIT_NO_BOOT = 3
 EXIT_SHELL = 4
 EXIT_POWER = 5
+EXIT_LOCALBOOT = 6
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,8 +95,10 @@ def _make_booter(really: bool) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ramboot_agent.ipxe.platform_settings import platform_settings  # noqa: PLC0415
+
     overrides = parse_sets(args.set)
-    identity = {"buildarch": buildarch(platform.machine())}
+    identity = {**platform_settings(None), "buildarch": buildarch(platform.machine())}
     try:
         settings = build_settings(identity, None, overrides)
     except SettingError as error:
@@ -121,6 +124,9 @@ def _exit_status(result: RunResult) -> int:
     if result.outcome is Outcome.SHELL:
         print("ramboot-agent: the script asked for a shell", file=sys.stderr)
         return EXIT_SHELL
+    if result.outcome is Outcome.LOCALBOOT and result.localboot is not None:
+        print(f"ramboot-agent: {result.localboot.describe()}", file=sys.stderr)
+        return EXIT_LOCALBOOT
     if result.outcome in (Outcome.REBOOT, Outcome.POWEROFF):
         print(f"ramboot-agent: the script asked to {result.outcome.value}", file=sys.stderr)
         return EXIT_POWER

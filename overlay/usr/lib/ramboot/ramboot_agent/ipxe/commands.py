@@ -116,10 +116,7 @@ def cmd_echo(ip: Interpreter, argv: list[str]) -> None:
 
 def cmd_exit(ip: Interpreter, argv: list[str]) -> None:
     _, args = getopt(argv, {}, 0, 1, "[<status>]")
-    status = parse_integer(args[0]) if args else 0
-    ip.exit_script()
-    if status:
-        raise CommandFailed(f"script exited with status {status}", status)
+    ip.request_exit(argv, parse_integer(args[0]) if args else 0)
 
 
 def cmd_goto(ip: Interpreter, argv: list[str]) -> None:
@@ -276,27 +273,57 @@ def cmd_imgfree(ip: Interpreter, argv: list[str]) -> None:
         ip.images.unregister(image)
 
 
+def _ipxe_type(image: Image) -> str | None:
+    """The image type iPXE's imgstat shows: scripts and the kernels it knows."""
+    if image.is_script:
+        return "script"
+    from ramboot_agent.kernel_image import NotAKernel, identify  # noqa: PLC0415
+
+    try:
+        with image.path.open("rb") as stream:
+            return identify(stream.read(64 * 1024)).ipxe_type
+    except (OSError, NotAKernel):
+        return None
+
+
 def cmd_imgstat(ip: Interpreter, argv: list[str]) -> None:
+    # iPXE's usr/imgmgmt.c imgstat(): name, size, type and tags, then the command line.
     for image in _named_images(ip, argv):
-        kind = "script" if image.is_script else "kernel/data"
-        selected = " [SELECTED]" if image is ip.images.selected else ""
-        cmdline = f' "{image.cmdline}"' if image.cmdline else ""
-        ip.print(f"{image.name} : {image.size} bytes [{kind}]{selected}{cmdline}\n")
+        kind = _ipxe_type(image)
+        line = f"{image.name} : {image.size} bytes" + (f" [{kind}]" if kind else "")
+        if image is ip.images.selected:
+            line += " [SELECTED]"
+        if image.trusted:
+            line += " [TRUSTED]"
+        if image.autofree:
+            line += " [AUTOFREE]"
+        if image.cmdline:
+            line += f' "{image.cmdline}"'
+        ip.print(line + "\n")
 
 
 # --- network and machine -----------------------------------------------------
 
 
+def interfaces_exist(argv_interfaces: list[str]) -> None:
+    """The agent's one interface is iPXE's net0 (netX names it too)."""
+    for name in argv_interfaces:
+        if name not in ("net0", "netX"):
+            raise CommandFailed(f'"{name}": no such interface (the agent has net0 only)')
+
+
 def cmd_dhcp(ip: Interpreter, argv: list[str]) -> None:
     # The agent's network is already up: report whether it has a lease.
-    getopt(argv, {"timeout": ("t", True), "configurator": ("c", True)}, 0, None,
-           "[<interface>...]")
+    _, args = getopt(argv, {"timeout": ("t", True), "configurator": ("c", True)}, 0, None,
+                     "[<interface>...]")
+    interfaces_exist(args)
     if not ip.has_lease():
         raise CommandFailed("no DHCP lease (the agent configures the network before scripts)")
 
 
 def cmd_ifopen(ip: Interpreter, argv: list[str]) -> None:
-    getopt(argv, {}, 0, None, "[<interface>...]")
+    _, args = getopt(argv, {}, 0, None, "[<interface>...]")
+    interfaces_exist(args)
 
 
 def cmd_ifstat(ip: Interpreter, argv: list[str]) -> None:
@@ -365,6 +392,11 @@ def cmd_poweroff(ip: Interpreter, argv: list[str]) -> None:
     ip.finish(Outcome.POWEROFF)
 
 
+def cmd_shim(ip: Interpreter, argv: list[str]) -> None:
+    # iPXE's shim is a dummy command outside EFI; kexec needs no Secure Boot shim.
+    log.debug("shim: nothing to do (the agent boots kernels with kexec)")
+
+
 def cmd_cosmetic(ip: Interpreter, argv: list[str]) -> None:
     # Console colours and fonts: nothing to draw on a headless agent.
     log.debug("ignoring cosmetic command %s", argv[0])
@@ -385,35 +417,42 @@ def cmd_menu(ip: Interpreter, argv: list[str]) -> None:
 
 def cmd_item(ip: Interpreter, argv: list[str]) -> None:
     options, args = getopt(argv, {"menu": ("m", True), "key": ("k", True),
-                                  "default": ("d", False), "gap": ("g", False)}, 0, None,
+                                  "default": ("d", False), "gap": ("g", False),
+                                  "secret": ("s", False)}, 0, None,
                            "[--menu <menu>] [--key <key>] [--default] [<label>|--gap [<text>]]")
     menu = ip.menus.get(_option_str(options, "menu"))
     if menu is None:
         raise CommandFailed("no such menu")
-    if options.get("gap"):
+    # A gap, or an item with no label (`item` alone: an empty line), cannot be chosen.
+    if options.get("gap") or not args:
         return
-    if not args:
-        raise CommandFailed("usage: item <label> [<text>]")
     menu.items.append((args[0], " ".join(args[1:]), bool(options.get("default"))))
 
 
 def cmd_choose(ip: Interpreter, argv: list[str]) -> None:
-    # Nobody is at the console: take the default item, as a timeout would.
+    # Nobody is at the console: take what iPXE highlights first, as its timeout
+    # would (hci/tui/menu_ui.c show_menu): the --default label if it is an
+    # item, else without --default the item marked --default, else the first item.
     options, args = getopt(argv, {"menu": ("m", True), "default": ("d", True),
-                                  "timeout": ("t", True), "keep": ("k", False)}, 1, 1,
+                                  "timeout": ("t", True), "retimeout": ("r", True),
+                                  "keep": ("k", False)}, 1, 1,
                            "[--menu <menu>] [--default <label>] [--timeout <ms>] <setting>")
+    ip.setting_name_ok(args[0])
     name = _option_str(options, "menu")
     menu = ip.menus.get(name)
     if menu is None:
         raise CommandFailed("no such menu")
     labels = [label for label, _, _ in menu.items]
-    chosen = _option_str(options, "default")
-    if chosen is None:
-        chosen = next((label for label, _, default in menu.items if default), None)
+    wanted = _option_str(options, "default")
+    if wanted is None:
+        wanted = next((label for label, _, default in menu.items if default), None)
     if not options.get("keep"):
         ip.menus.pop(name, None)
-    if chosen is None or chosen not in labels:
-        raise CommandFailed("no default item and nobody to choose (non-interactive)")
+    if not labels:
+        raise CommandFailed("the menu has no item to choose")
+    chosen = wanted if wanted in labels else labels[0]
+    if wanted is not None and wanted not in labels:
+        log.info("choose: %r is not an item: taking the first, %r, as iPXE does", wanted, chosen)
     ip.store_setting(args[0], chosen)
 
 
@@ -471,6 +510,7 @@ COMMANDS: dict[str, Callable[[Interpreter, list[str]], None]] = {
     "shell": cmd_shell,
     "reboot": cmd_reboot,
     "poweroff": cmd_poweroff,
+    "shim": cmd_shim,
     "colour": cmd_cosmetic,
     "cpair": cmd_cosmetic,
     "console": cmd_cosmetic,

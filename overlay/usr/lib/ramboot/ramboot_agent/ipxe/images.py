@@ -19,6 +19,7 @@ class Image:
     is_script: bool
     cmdline: str | None = None
     autofree: bool = False
+    trusted: bool = False  # imgverify checked its signature
     is_plan: bool = False  # a provisioning plan (JSON), run by `chain`
     text: str | None = field(default=None, repr=False)  # script text, when a script
 
@@ -48,18 +49,20 @@ class ImageRegistry:
     def find(self, name: str) -> Image | None:
         return next((image for image in self._images if image.name == name), None)
 
-    def initrds_for(self, kernel: Image) -> list[Image]:
-        """Images loaded with ``kernel``: those its ``initrd=`` arguments name,
-        otherwise every other non-script image, in download order."""
+    def initrds_for(self, kernel: Image) -> tuple[list[Image], list[str]]:
+        """The images to boot ``kernel`` with, and the ``initrd=`` names that
+        match no image.
+
+        When every ``initrd=`` argument names a loaded image, those (in that
+        order, as an EFI kernel would load them); otherwise, as BIOS iPXE
+        does, every other loaded image except scripts, in download order.
+        """
         named = [arg[len("initrd="):] for arg in (kernel.cmdline or "").split()
                  if arg.startswith("initrd=")]
-        if named:
-            found = []
-            for name in named:
-                image = self.find(name)
-                if image is None:
-                    raise LookupError(f"initrd={name}: no such image")
-                found.append(image)
-            return found
-        return [image for image in self._images
-                if image is not kernel and not image.is_script and not image.is_plan]
+        found = [self.find(name) for name in named]
+        unmatched = [name for name, image in zip(named, found, strict=True) if image is None]
+        if named and not unmatched:
+            return [image for image in found if image is not None], []
+        others = [image for image in self._images
+                  if image is not kernel and not image.is_script and not image.is_plan]
+        return others, unmatched

@@ -8,6 +8,14 @@
   and returns its status to the caller; ``chain --replace`` runs it instead
   of the caller.
 * Booting a kernel, ``shell``, ``reboot`` and ``poweroff`` end every script.
+* A command the agent does not have is iPXE's "command not found": a
+  failure ``||`` can catch, printed as iPXE prints it and logged as a warning
+  naming the script and line.
+* ``exit`` reaching the top (run by the top script, or ``exit N`` in a
+  chained one that no ``||`` catches), and ``sanboot`` of a local drive, end
+  the run with Outcome.LOCALBOOT: iPXE would hand the machine back to its
+  firmware (the next boot device) or boot the disk. A script that just ends
+  is Outcome.EXITED.
 
 Collaborators are passed in, so the same interpreter runs on the target
 (real fetcher, kexec booter) and on a workstation (dry-run booter).
@@ -17,20 +25,31 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from ramboot_agent.errors import AgentError, BootError, FetchError, ScriptError
+from ramboot_agent.fetch import release
 from ramboot_agent.ipxe import uri
-from ramboot_agent.ipxe.commands import COMMANDS
+from ramboot_agent.ipxe.command_table import COMMANDS
 from ramboot_agent.ipxe.expand import ExpansionError, expand
 from ramboot_agent.ipxe.images import Image, ImageRegistry
 from ramboot_agent.ipxe.parser import MAX_SCRIPT_CHARS, Line, Script, is_script, parse
 from ramboot_agent.ipxe.settings import SettingError, SettingsStore, parse_setting_name
-from ramboot_agent.ipxe.status import CommandFailed, Menu, Outcome, RunResult
+from ramboot_agent.ipxe.status import (
+    CommandFailed,
+    CommandNotFound,
+    ExitRequested,
+    LocalBoot,
+    Menu,
+    Outcome,
+    RunResult,
+)
 from ramboot_agent.kexec import BootSpec
+from ramboot_agent.log import sanitise
 from ramboot_agent.plan.load import is_plan
 
 log = logging.getLogger("ramboot")
@@ -79,6 +98,8 @@ class Interpreter:
         download_dir: Path,
         sleep: Callable[[float], None] = time.sleep,
         cpu_flags: frozenset[str] | None = None,
+        interface: str | None = None,
+        clock_setter: Callable[[str], None] | None = None,
         plan_runner: Callable[[bytes, str], Outcome] | None = None,
     ) -> None:
         self.settings = settings
@@ -89,6 +110,8 @@ class Interpreter:
         self.download_dir = download_dir
         self.sleep = sleep
         self.cpu_flags = cpu_flags
+        self.interface = interface  # the Linux name of iPXE's net0, when there is one
+        self._clock_setter = clock_setter
         self.plan_runner = plan_runner
         self.images = ImageRegistry()
         self.menus: dict[str | None, Menu] = {}
@@ -100,6 +123,12 @@ class Interpreter:
         self._stop_script = False  # exit / chain --replace: stop this script
         self._replacement: Image | None = None
         self._failure: ScriptError | None = None
+        # Set by `exit`; cleared by any other failure and when a chain returns.
+        self._exit_request: LocalBoot | None = None
+        self.trusted_only = False  # imgtrust: boot only images imgverify checked
+        # iPXE's current working URI: the running script's (final) URL.
+        settings.define_dynamic("builtin", "cwuri", self._cwuri, "string")
+        settings.define_dynamic("builtin", "cwduri", self._cwduri, "string")
 
     # --- entry points ------------------------------------------------------
 
@@ -120,10 +149,14 @@ class Interpreter:
         return self._run_top(image, script)
 
     def _run_top(self, image: Image, script: Script | None = None) -> RunResult:
+        self._exit_request, self._failure = None, None
         try:
             status = self.exec_script_image(image, script)
         except _Finished as finished:
             return finished.result
+        if self._exit_request is not None:
+            log.info("%s", self._exit_request.describe())
+            return RunResult(Outcome.LOCALBOOT, localboot=self._exit_request)
         if status != 0:
             if self._failure is not None:
                 raise self._failure
@@ -198,19 +231,28 @@ class Interpreter:
         except ExpansionError as error:
             raise ScriptError(url, line.number, str(error)) from None
         handler = COMMANDS.get(argv[0])
-        if handler is None:
-            raise ScriptError(url, line.number, f"unsupported command {argv[0]!r}")
         try:
+            if handler is None:
+                # As an iPXE build without the command: a status `||` catches.
+                self.print(f"{argv[0]}: command not found\n")
+                raise CommandNotFound("command not found: the agent does not implement it")
             handler(self, argv)
         except CommandFailed as failed:
             message = f"{argv[0]}: {failed}"
-            log.info("%s:%d: %s", url, line.number, message)
+            if isinstance(failed, CommandNotFound):
+                log.warning("%s:%d: %s", url, line.number, message)
+            else:
+                log.info("%s:%d: %s", url, line.number, message)
+            if not isinstance(failed, ExitRequested):
+                self._exit_request = None
             self._failure = ScriptError(url, line.number, message)
             return failed.status
         except ScriptError:
             raise
         except AgentError as error:
             raise ScriptError(url, line.number, f"{argv[0]}: {error}") from error
+        if argv[0] != "exit":
+            self._exit_request = None  # the script went on: an earlier exit was handled
         return 0
 
     # --- services for commands ---------------------------------------------
@@ -229,6 +271,25 @@ class Interpreter:
     def exit_script(self) -> None:
         self._stop_script = True
 
+    def request_exit(self, words: list[str], status: int) -> None:
+        """`exit [N]`: ends this script. Run by the top script, or N != 0 and
+        no caller's `||` catches it: the run ends in LOCALBOOT (iPXE returns
+        to the firmware, which boots its next device)."""
+        frame = self.current
+        self._exit_request = LocalBoot(frame.script.url, frame.line.number if frame.line
+                                       else None, " ".join(words), status=status)
+        self._stop_script = True
+        if status:
+            raise ExitRequested(f"script exited with status {status}", status)
+
+    def boot_local_drive(self, words: list[str], drive: int) -> None:
+        """`sanboot` without a SAN URL: boot a local BIOS drive (never returns)."""
+        frame = self.current
+        request = LocalBoot(frame.script.url, frame.line.number if frame.line else None,
+                            " ".join(words), drive=drive)
+        log.info("%s", request.describe())
+        raise _Finished(RunResult(Outcome.LOCALBOOT, localboot=request))
+
     def replace_script(self, image: Image) -> None:
         self._replacement = image
         self._stop_script = True
@@ -237,7 +298,7 @@ class Interpreter:
         raise _Finished(RunResult(outcome, boot))
 
     def print(self, text: str) -> None:
-        self.out.write(text)
+        self.out.write(sanitise(text, newlines=True))  # script output may carry DHCP text
         self.out.flush()
 
     def lookup_setting(self, text: str) -> str | None:
@@ -249,12 +310,32 @@ class Interpreter:
         except SettingError as error:
             raise CommandFailed(f"could not store {name!r}: {error}") from None
 
+    def set_clock(self, server: str) -> None:
+        """`ntp SERVER`: busybox ntpd unless the caller gave another way."""
+        if self._clock_setter is not None:
+            self._clock_setter(server)
+            return
+        from ramboot_agent.ipxe.net_commands import run_ntpd  # noqa: PLC0415
+
+        run_ntpd(server)
+
     def has_lease(self) -> bool:
         return self.settings.has_block("net0.dhcp")
 
     def resolve(self, reference: str) -> str:
         base = self.frames[-1].script.url if self.frames else None
         return uri.resolve(base, reference)
+
+    def _cwuri(self) -> bytes:
+        return (self.current_url or "").encode()
+
+    def _cwduri(self) -> bytes:
+        return uri.resolve(self.current_url, ".").encode() if self.current_url else b""
+
+    @property
+    def current_url(self) -> str | None:
+        """The running script's URL (after redirects): iPXE's ${cwuri}."""
+        return self.frames[-1].script.url if self.frames else None
 
     def download(self, reference: str, *, name: str | None = None) -> Image:
         """Fetch ``reference`` (relative to the running script) as a new image."""
@@ -276,8 +357,12 @@ class Interpreter:
         path = Path(fetched.path) if fetched.path is not None else dest / "image"
         if fetched.path is None:
             path.write_bytes(fetched.data or b"")
+        # As iPXE's downloader: the image keeps the name of the URL asked for,
+        # and relative URLs in it resolve against where redirects led.
+        final_url = getattr(fetched, "final_url", None) or url
+        details = {"final_url": final_url} if final_url != url else {}
         self.reporter.emit("fetch", url=url, bytes=fetched.size,
-                           seconds=round(fetched.seconds, 3), sha256=fetched.sha256)
+                           seconds=round(fetched.seconds, 3), sha256=fetched.sha256, **details)
         with path.open("rb") as stream:
             head = stream.read(64)
         text = None
@@ -287,8 +372,10 @@ class Interpreter:
                 raise CommandFailed(f"{url}: script larger than {MAX_SCRIPT_CHARS} bytes")
             text = path.read_bytes().decode("utf-8", "replace")
             self.reporter.emit("script-fetched", url=url, bytes=fetched.size)
-        image = Image(name or uri.image_name(url), url, path, fetched.size,
+        image = Image(name or uri.image_name(url), final_url, path, fetched.size,
                       text is not None, text=text, is_plan=plan and text is None)
+        if path.parent == dest:  # like iPXE's refcounted images: freed with the last user
+            weakref.finalize(image, release, path).atexit = False
         self.images.register(image)
         return image
 
@@ -306,12 +393,22 @@ class Interpreter:
                 return
             status = self.exec_script_image(image)
             if status != 0:
-                raise CommandFailed(f"{image.url}: script failed with status {status}", status)
+                message = f"{image.url}: script failed with status {status}"
+                if self._exit_request is not None:  # it ran `exit N`: pass the request up
+                    raise ExitRequested(message, status)
+                raise CommandFailed(message, status)
+            self._exit_request = None  # a chained script's `exit 0` only returns
             return
-        try:
-            initrds = self.images.initrds_for(image)
-        except LookupError as error:
-            raise CommandFailed(str(error)) from None
+        if self.trusted_only and not image.trusted:
+            raise CommandFailed(f"{image.name}: not trusted (imgtrust is on and no imgverify "
+                                "checked this image)")
+        self.check_kernel(image)
+        initrds, unmatched = self.images.initrds_for(image)
+        if unmatched:
+            # BIOS iPXE ignores initrd= and passes every loaded image.
+            log.warning("%s: initrd=%s names no loaded image: booting with every loaded "
+                        "initrd, as BIOS iPXE does: %s", image.name, ",".join(unmatched),
+                        ", ".join(i.name for i in initrds) or "none")
         spec = BootSpec(kernel=image.path, initrds=[i.path for i in initrds],
                         cmdline=image.cmdline or "")
         try:
@@ -327,6 +424,16 @@ class Interpreter:
         data = image.path.read_bytes()
         outcome = self.plan_runner(data, image.url)
         self.finish(outcome)
+
+    def check_kernel(self, image: Image) -> None:
+        """Refuse what is no kernel for this machine (iPXE: Exec format error)."""
+        from ramboot_agent.kernel_image import NotAKernel, require_kernel  # noqa: PLC0415
+
+        try:
+            require_kernel(image.path, buildarch=self.settings.get("buildarch") or None,
+                           name=image.url)
+        except NotAKernel as error:
+            raise CommandFailed(f"could not boot {image.name}: {error}") from None
 
     def setting_name_ok(self, text: str) -> None:
         try:

@@ -13,6 +13,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,27 +45,46 @@ class Stored:
     type: str | None  # None: as fetched from DHCP, formatted as a string
 
 
-# Named settings that are DHCP options, so ${12} and ${hostname} agree.
+# Named settings that are DHCP options, so ${12} and ${hostname} agree
+# (iPXE's settings with a DHCP tag: core/settings.c, net/udp/*.c).
 _OPTION_NAMES = {
     "netmask": 1,
     "gateway": 3,
     "dns": 6,
+    "syslog": 7,
     "hostname": 12,
     "domain": 15,
     "root-path": 17,
     "ntp": 42,
+    "dhcp-server": 54,
+    "vendor-class": 60,
+    "filename": 67,
     "user-class": 77,
+    "initiator-iqn": 203,
 }
 # iPXE's predefined settings carry a default type.
 _DEFAULT_TYPES = {
     "mac": "hex",
+    "hwaddr": "hex",
     "bustype": "string",
+    "busloc": "uint32",
+    "busid": "hex",
+    "mtu": "int16",
     "ip": "ipv4",
     "netmask": "ipv4",
     "gateway": "ipv4",
     "dns": "ipv4",
+    "syslog": "ipv4",
+    "ntp": "ipv4",
+    "dhcp-server": "ipv4",
     "next-server": "ipv4",
     "uuid": "uuid",
+    "memsize": "int32",
+    "unixtime": "uint32",
+    "priority": "int8",
+    "keep-san": "int8",
+    "skip-san-boot": "int8",
+    "san-drive": "uint8",
 }
 
 
@@ -293,6 +313,14 @@ class SettingsStore:
 
     def __init__(self) -> None:
         self._blocks: dict[str, dict[str, Stored]] = {"": {}}
+        # Values computed when read (${unixtime}, ${cwuri}), by block and key.
+        self._dynamic: dict[str, dict[str, tuple[Callable[[], bytes | None], str]]] = {}
+
+    def define_dynamic(self, block: str, key: str, compute: Callable[[], bytes | None],
+                       type_name: str) -> None:
+        """A read-only setting whose raw value `compute` gives at each read."""
+        self._blocks.setdefault(block, {})
+        self._dynamic.setdefault(block, {})[canonical_key(key)] = (compute, type_name)
 
     # Writing
 
@@ -328,6 +356,11 @@ class SettingsStore:
             found = self._blocks[block_name].get(name.key)
             if found is not None:
                 return found
+            dynamic = self._dynamic.get(block_name, {}).get(name.key)
+            if dynamic is not None:
+                raw = dynamic[0]()
+                if raw:
+                    return Stored(raw, dynamic[1])
         return None
 
     def fetch(self, name: SettingName) -> str | None:
@@ -347,6 +380,12 @@ class SettingsStore:
             return self.fetch(parse_setting_name(text_name))
         except SettingError:
             return None
+
+    def has(self, block: str, key: str) -> bool:
+        """Whether `block` itself holds `key` (stored or computed)."""
+        name = self._block_name(block)
+        key = canonical_key(key)
+        return key in self._blocks.get(name, {}) or key in self._dynamic.get(name, {})
 
     def has_block(self, block: str) -> bool:
         return bool(self._blocks.get(self._block_name(block)))
@@ -386,7 +425,14 @@ _IDENTITY_BLOCKS = {
     "asset": "smbios",
     "buildarch": "builtin",
     "platform": "builtin",
+    "version": "builtin",
+    "memsize": "builtin",
+    "board-serial": "smbios",
 }
+
+
+def _unixtime() -> bytes:
+    return (int(time.time()) & 0xFFFFFFFF).to_bytes(4, "big")
 
 
 def build_settings(
@@ -404,6 +450,7 @@ def build_settings(
     store = SettingsStore()
     for code, raw in sorted((dhcp_options or {}).items()):
         store.set_raw("net0.dhcp", str(code), raw)
+    store.define_dynamic("builtin", "unixtime", _unixtime, "uint32")
     for values in (identity, overrides or {}):
         for key, value in values.items():
             name = parse_setting_name(key)

@@ -11,6 +11,7 @@ from ramboot_agent.kexec import BootSpec
 class Outcome(enum.Enum):
     BOOTED = "booted"  # a kernel was handed to the booter
     EXITED = "exited"  # the script ended (or exited 0) without booting
+    LOCALBOOT = "localboot"  # `exit N` (N != 0) or `sanboot` of a local drive: boot the disk
     SHELL = "shell"
     REBOOT = "reboot"
     POWEROFF = "poweroff"
@@ -18,9 +19,30 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class LocalBoot:
+    """What asked for the local disk: iPXE would hand back to the firmware
+    (``exit N``: its next boot device) or boot a BIOS drive (``sanboot``)."""
+
+    url: str
+    line: int | None
+    command: str  # the words as run, e.g. "exit 1", "sanboot --drive 0x80"
+    drive: int | None = None  # the BIOS drive sanboot named (0x80: the first disk)
+    status: int | None = None  # the exit status
+
+    def describe(self) -> str:
+        where = f"{self.url}:{self.line}" if self.line is not None else self.url
+        if self.drive is not None:
+            what = f"boot local drive {self.drive:#04x}"
+        else:
+            what = f"boot the next device (exit status {self.status})"
+        return f"{where}: '{self.command}' asked to {what}"
+
+
+@dataclass(frozen=True)
 class RunResult:
     outcome: Outcome
     boot: BootSpec | None = None
+    localboot: LocalBoot | None = None
 
 
 class CommandFailed(Exception):
@@ -30,6 +52,13 @@ class CommandFailed(Exception):
         super().__init__(message)
         self.status = status
 
+
+class CommandNotFound(CommandFailed):
+    """A command this agent does not have: iPXE's "command not found" (ENOEXEC)."""
+
+
+class ExitRequested(CommandFailed):
+    """``exit N`` with N != 0: not a failure of the script, a request to the caller."""
 
 
 @dataclass

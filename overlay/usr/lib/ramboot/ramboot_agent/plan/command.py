@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", metavar="URL", help="POST status events to this URL")
     parser.add_argument("--insecure", action="store_true",
                         help="do not verify HTTPS certificates")
+    parser.add_argument("--force", action="store_true",
+                        help="run outside the in-RAM system (plans write disks and replace "
+                        "the running system)")
 
 
 class _LogReporter:
@@ -68,8 +71,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"{args.plan}: a valid plan of {len(plan.actions)} action(s): "
               + ", ".join(action.name for action in plan.actions))
         return EXIT_DONE
-    if not args.dry_run and os.geteuid() != 0:
-        raise ConfigError("running a plan needs root (use --dry-run to see what it would do)")
+    if not args.dry_run:
+        _may_run_here(force=args.force)
     reporter: Any = _LogReporter()
     if args.report or plan.report:
         from ramboot_agent.events import Reporter  # noqa: PLC0415
@@ -89,6 +92,19 @@ def main(args: argparse.Namespace) -> int:
         reporter.flush(5.0)
         shutil.rmtree(work, ignore_errors=True)
     return _exit_status(outcome)
+
+
+def _may_run_here(*, force: bool) -> None:
+    """A real run needs root and, unless forced, the RAM system: plans write disks."""
+    from ramboot_agent.net import RAM_FILESYSTEMS, root_filesystem  # noqa: PLC0415
+
+    if os.geteuid() != 0:
+        raise ConfigError("running a plan needs root (use --dry-run to see what it would do)")
+    fstype = root_filesystem()
+    if not force and fstype not in RAM_FILESYSTEMS:
+        raise ConfigError(f"refusing to run a plan here: / is {fstype}, not the in-RAM ramboot "
+                          "system; plans write disks and replace the running system. Use "
+                          "--dry-run to see what it would do, or --force")
 
 
 def _exit_status(outcome: Outcome) -> int:

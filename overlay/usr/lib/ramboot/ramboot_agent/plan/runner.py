@@ -103,7 +103,10 @@ def _run_action(action: Action[Any], ctx: Context, limit: str) -> dict[str, Any]
     except ActionTimeout as error:
         raise _failed(action, ctx, f"stopped by {limit}: {error}") from None
     except AgentError as error:
-        raise _failed(action, ctx, str(error)) from None
+        # A download or tool that stopped itself at the deadline: say whose it was.
+        left = ctx.remaining()
+        reason = f"stopped by {limit}: {error}" if left is not None and left <= 0 else str(error)
+        raise _failed(action, ctx, reason) from None
     except OSError as error:
         raise _failed(action, ctx, f"{error.strerror or error}") from None
     seconds = round(ctx.clock() - began, 3)

@@ -82,7 +82,8 @@ def _fetch_bmap(ctx: Context, reference: str) -> Any:
     from ramboot_agent.plan.bmap import parse_bmap  # noqa: PLC0415
 
     url = resolve_url(ctx.base_url, reference)
-    fetched = ctx.fetcher.fetch_bytes(url, max_size=MAX_BMAP_DOWNLOAD, origin=ctx.base_url)
+    fetched = ctx.fetcher.fetch_bytes(url, max_size=MAX_BMAP_DOWNLOAD, origin=ctx.base_url,
+                                      deadline=ctx.remaining())
     return parse_bmap(fetched.data or b"", url)
 
 
@@ -181,14 +182,15 @@ def _download(ctx: Context, url: str, sink: Any, progress: Any) -> Any:
     from ramboot_agent.plan.imagewrite import SpanDone  # noqa: PLC0415
 
     if sink.spans is None:
-        return ctx.fetcher.fetch_into(url, sink, on_progress=progress, origin=ctx.base_url)
+        return ctx.fetcher.fetch_into(url, sink, on_progress=progress, origin=ctx.base_url,
+                                      deadline=ctx.remaining())
     fetched, served, index = None, 0, 0
     while sink.spans is not None and index < len(sink.spans):
         sink.begin_span(index)
         before = sink.size
         with contextlib.suppress(SpanDone):  # the normal end of a span
             fetched = ctx.fetcher.fetch_into(url, sink, on_progress=progress,
-                                             origin=ctx.base_url)
+                                             origin=ctx.base_url, deadline=ctx.remaining())
         served += sink.size - before
         index += 1
     if sink.spans is None:  # the server sent the whole file: it was streamed

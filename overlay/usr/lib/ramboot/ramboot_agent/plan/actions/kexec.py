@@ -48,7 +48,7 @@ def fetch_artifact(item: Artifact, ctx: Context, dest: Path) -> Path:
 
     url = resolve_url(ctx.base_url, item.url)
     dest.mkdir(parents=True, exist_ok=True)
-    fetched = ctx.fetcher.fetch_file(url, dest, origin=ctx.base_url)
+    fetched = ctx.fetcher.fetch_file(url, dest, origin=ctx.base_url, deadline=ctx.remaining())
     path = Path(fetched.path)
     if item.digest is not None:
         algorithm, expected = item.digest
