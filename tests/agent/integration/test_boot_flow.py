@@ -88,7 +88,7 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
 
     names = run.event_names()
     assert names == [
-        "kernel-started", "agent-started", "network-up", "script-fetched",
+        "kernel-started", "agent-started", "network-up", "clock", "script-fetched",
         "fetch", "script-fetched", "fetch", "fetch", "fetch", "boot",
     ], names
     assert [event["seq"] for event in run.events] == list(range(1, len(names) + 1))
@@ -136,7 +136,8 @@ def test_no_option_224_and_no_url_is_a_clear_error(boot_lab: BootLab) -> None:
     assert "ramboot-agent FAILED" in run.console
     assert reason in " ".join(run.console.split())  # the box wraps long lines
     assert run.requests == []
-    assert run.event_names() == ["kernel-started", "agent-started", "network-up", "failure"]
+    assert run.event_names() == ["kernel-started", "agent-started", "network-up", "clock",
+                                 "failure"]
     details = failure_event(run)
     assert reason in str(details["reason"])
     assert details["log_tail"]
@@ -210,10 +211,10 @@ def test_boot_proceeds_while_the_control_plane_is_down_and_events_follow(
     assert_dry_run_boot(run, images)
     # Every event arrived once, in order, after the collector came up.
     assert run.event_names() == [
-        "kernel-started", "agent-started", "network-up", "script-fetched",
+        "kernel-started", "agent-started", "network-up", "clock", "script-fetched",
         "fetch", "script-fetched", "fetch", "fetch", "fetch", "boot",
     ]
-    assert [event["seq"] for event in run.events] == list(range(1, 11))
+    assert [event["seq"] for event in run.events] == list(range(1, 12))
     assert "not yet delivered" not in run.console
 
 
