@@ -99,7 +99,7 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
     query = run.requests[0]["raw_query"]
     assert query.startswith(f"mac={MAC}&ip=192.0.2.1")
     assert query.endswith("&platform=pcbios&stage=agent")
-    assert run.events[3]["details"]["url"] == f"{BASE}/boot.ipxe?{query}"
+    assert run.events[4]["details"]["url"] == f"{BASE}/boot.ipxe?{query}"  # after the clock
     fetches = [event["details"] for event in run.events if event["event"] == "fetch"]
     assert fetches[0]["url"] == f"{BASE}/stage2/next.ipxe?mac={MAC}"
     served = {f"{BASE}/{name}": data for name, data in images.items()}
@@ -229,5 +229,5 @@ def test_a_control_plane_that_stays_down_delays_the_end_by_a_bounded_time(
     assert run.returncode == 0, run.console
     assert_dry_run_boot(run, images)
     assert f"report to {REPORT_URL} failed (Connection refused)" in run.console
-    assert "report: 10 event(s) not yet delivered after 5.0s" in run.console
+    assert "report: 11 event(s) not yet delivered after 5.0s" in run.console
     assert run.seconds < 30
