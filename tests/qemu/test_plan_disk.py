@@ -14,6 +14,9 @@ the BLS entry gave it.
 (b)     the raw image with its bmap, fetched range by range, the connection
         cut mid-image: resumed with a Range request, only the mapped bytes
         downloaded and written.
+And a disk that is already installed, booted because an iPXE script asks
+for the next boot device (`exit 1`, `sanboot --drive 0x80`), as firmware
+would after iPXE.
 """
 
 from __future__ import annotations
@@ -90,12 +93,15 @@ def plan(*actions: dict[str, Any]) -> str:
 
 
 def boot_guest(tmp_path: Path, images: ImageSet, www: Path,
-               drop_after: dict[str, int] | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """Boot the agent with a blank virtio disk; the second stage's command line and events."""
-    guest_disk = tmp_path / "guest-disk.raw"
-    with guest_disk.open("wb") as stream:
-        stream.truncate(GUEST_DISK)
-    config = kea_config("br0", tmp_path, option_224=PLAN_URL)
+               drop_after: dict[str, int] | None = None, *, guest_disk: Path | None = None,
+               option_224: str = PLAN_URL) -> tuple[str, list[dict[str, Any]]]:
+    """Boot the agent with a virtio disk (blank unless given); the second stage's
+    command line and the events."""
+    if guest_disk is None:
+        guest_disk = tmp_path / "guest-disk.raw"
+        with guest_disk.open("wb") as stream:
+            stream.truncate(GUEST_DISK)
+    config = kea_config("br0", tmp_path, option_224=option_224)
     dhcp4 = config["Dhcp4"]
     dhcp4["option-def"].append(
         {"name": "ramboot-report", "code": 225, "type": "string", "space": "dhcp4"})
@@ -188,3 +194,24 @@ def test_install_with_a_bmap_resumes_a_cut_connection(tmp_path: Path) -> None:
     assert image["served_bytes"] < IMAGE_SIZE  # the holes were not downloaded
     assert image["restarts"] == 0
     assert "bmap ranges" in image["verified"]
+
+
+@pytest.mark.parametrize("asking", ["exit 1", "sanboot --no-describe --drive 0x80 || exit 1"])
+def test_a_script_asking_for_the_next_boot_device_boots_the_installed_disk(
+        tmp_path: Path, asking: str) -> None:
+    require_netns("kea-dhcp4")
+    require_qemu("qemu-system-x86_64")
+    images = image_set_or_fail("x86_64")
+    disk = build_installed_disk(images, tmp_path)
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "local.ipxe").write_text(f"#!ipxe\necho boot from disk\n{asking}\n")
+    cmdline, received = boot_guest(tmp_path, images, www, guest_disk=disk,
+                                   option_224=f"http://{SERVER_IP}:{HTTP_PORT}/local.ipxe")
+    assert cmdline == BOOT_OPTIONS
+    asked = details(received, "localboot-requested")
+    assert asked["url"].startswith(f"http://{SERVER_IP}:{HTTP_PORT}/local.ipxe")
+    booted = details(received, "localboot")
+    assert (booted["kind"], booted["device"], booted["kernel"]) == ("bls", "/dev/vda1",
+                                                                  "/vmlinuz-test")
+    assert "failure" not in [e["event"] for e in received]

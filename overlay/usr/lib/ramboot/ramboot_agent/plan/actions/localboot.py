@@ -114,6 +114,27 @@ def localboot_handoff(selector: DiskSelector, ctx: Context, *, method: str = "ke
     return _load(found, ctx, append)
 
 
+def first_disk_handoff(ctx: Context) -> Handoff:
+    """Boot what a machine's own disks hold, as firmware tries its boot devices.
+
+    For a script's "boot the next device" (`exit`, `sanboot --drive 0x80`):
+    fixed disks first, then removable ones, each in the kernel's order; the
+    first whose boot loader configuration names a kernel is loaded.
+    """
+    from ramboot_agent.plan.disks import list_disks  # noqa: PLC0415
+    from ramboot_agent.plan.target import resolve_disk, sysroot  # noqa: PLC0415
+
+    tried = []
+    for disk in sorted(list_disks(sysroot(ctx)), key=lambda d: (d.removable, d.name)):
+        try:
+            resolve_disk(ctx, DiskSelector(path=f"/dev/{disk.name}"), writing=False)
+            return _load(find_entry(ctx, f"/dev/{disk.name}"), ctx, "")
+        except ActionError as error:
+            tried.append(f"{disk.name}: {error}")
+    raise ActionError("no local disk holds a system to boot"
+                      + (f" ({'; '.join(tried)})" if tried else " (this machine has no disks)"))
+
+
 def _partitions_in_order(ctx: Context, disk_path: str) -> list[tuple[str, str]]:
     """(device, fstype) of the disk's mountable partitions: ESP and XBOOTLDR first."""
     from ramboot_agent.plan.disks import read_disk  # noqa: PLC0415
@@ -262,7 +283,7 @@ def _load(found: Found, ctx: Context, append: str) -> Handoff:
     work = ctx.runtime_dir / "plan" / "localboot"
     work.mkdir(parents=True, exist_ok=True)
     ctx.say(f"localboot: {found.describe()}")
-    kexec = Kexec(reporter=ctx.reporter, work_dir=work)
+    kexec = Kexec(dry_run=ctx.dry_run, reporter=ctx.reporter, work_dir=work)
     with mounted(ctx, found.device, read_only=True, fstype=found.fstype) as root:
         spec = BootSpec(kernel=_inside(root, entry.kernel, "kernel"),
                         initrds=[_inside(root, p, "initrd") for p in entry.initrds],
