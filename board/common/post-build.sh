@@ -20,6 +20,11 @@ if [ ! -d "${AGENT_DIR}" ]; then
 	exit 1
 fi
 
+# The clock's floor: a Pi has no RTC, and the agent never lets the clock
+# start before the image was built (ramboot_agent/clock.py); a reproducible
+# build dates it by SOURCE_DATE_EPOCH.
+echo "${SOURCE_DATE_EPOCH:-$(date -u +%s)}" >"${AGENT_DIR}/build-date"
+
 config_set() {
 	grep -qx "${1}=y" "${BR2_CONFIG}"
 }

@@ -17,7 +17,8 @@ report collector): each body is logged with its request, answered 204.
 but only N bytes of body, then closes the connection; single byte ranges
 (`Range: bytes=N-` / `N-M`, with If-Range) are served, so a client can resume.
 --listen-when waits for FILE to exist before binding (a server that comes up
-late). Readiness is the log line {"event": "listening"}.
+late). --tls-cert/--tls-key serve HTTPS. Readiness is the log line
+{"event": "listening"}.
 
 From a test, `start_httpd(ns, ...)` runs it in a namespace and waits for it.
 """
@@ -234,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--collect", action="append", default=[])
     parser.add_argument("--drop-after", type=_parse_drop, action="append", default=[])
     parser.add_argument("--listen-when", type=Path, default=None)
+    parser.add_argument("--tls-cert", type=Path, default=None)
+    parser.add_argument("--tls-key", type=Path, default=None)
     args = parser.parse_args(argv)
     behaviour = Behaviour(args.root.resolve(), args.log, dict(args.status), set(args.abort),
                           set(args.expand_query), set(args.collect), dict(args.drop_after))
@@ -242,6 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         while not args.listen_when.exists():  # ended by the test's terminate()
             time.sleep(0.02)
     server = http.server.ThreadingHTTPServer((args.bind, args.port), _handler(behaviour))
+    if args.tls_cert is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     behaviour.record({"event": "listening", "bind": args.bind, "port": args.port})
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
@@ -255,6 +264,7 @@ def start_httpd(ns: Any, *, bind: str, root: Path, log_path: Path, port: int = 8
                 statuses: dict[str, int] | None = None, aborts: Sequence[str] = (),
                 expand_query: Sequence[str] = (), collect: Sequence[str] = (),
                 drop_after: dict[str, int] | None = None, listen_when: Path | None = None,
+                tls: tuple[Path, Path] | None = None,
                 timeout: float = 20) -> subprocess.Popen[Any]:
     """Run this server in netlab Namespace `ns`; returns once it listens.
 
@@ -274,6 +284,8 @@ def start_httpd(ns: Any, *, bind: str, root: Path, log_path: Path, port: int = 8
         argv += ["--drop-after", f"{path}={count}"]
     if listen_when is not None:
         argv += ["--listen-when", str(listen_when)]
+    if tls is not None:
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     ready = '"waiting"' if listen_when is not None else '"listening"'
     stderr_path = log_path.with_name(log_path.name + ".stderr")
     with stderr_path.open("w") as stderr:

@@ -88,7 +88,7 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
 
     names = run.event_names()
     assert names == [
-        "kernel-started", "agent-started", "network-up", "script-fetched",
+        "kernel-started", "agent-started", "network-up", "clock", "script-fetched",
         "fetch", "script-fetched", "fetch", "fetch", "fetch", "boot",
     ], names
     assert [event["seq"] for event in run.events] == list(range(1, len(names) + 1))
@@ -99,7 +99,7 @@ def test_chain_of_two_scripts_boots_the_right_kernel_and_reports_each_step(
     query = run.requests[0]["raw_query"]
     assert query.startswith(f"mac={MAC}&ip=192.0.2.1")
     assert query.endswith("&platform=pcbios&stage=agent")
-    assert run.events[3]["details"]["url"] == f"{BASE}/boot.ipxe?{query}"
+    assert run.events[4]["details"]["url"] == f"{BASE}/boot.ipxe?{query}"  # after the clock
     fetches = [event["details"] for event in run.events if event["event"] == "fetch"]
     assert fetches[0]["url"] == f"{BASE}/stage2/next.ipxe?mac={MAC}"
     served = {f"{BASE}/{name}": data for name, data in images.items()}
@@ -136,7 +136,8 @@ def test_no_option_224_and_no_url_is_a_clear_error(boot_lab: BootLab) -> None:
     assert "ramboot-agent FAILED" in run.console
     assert reason in " ".join(run.console.split())  # the box wraps long lines
     assert run.requests == []
-    assert run.event_names() == ["kernel-started", "agent-started", "network-up", "failure"]
+    assert run.event_names() == ["kernel-started", "agent-started", "network-up", "clock",
+                                 "failure"]
     details = failure_event(run)
     assert reason in str(details["reason"])
     assert details["log_tail"]
@@ -210,10 +211,10 @@ def test_boot_proceeds_while_the_control_plane_is_down_and_events_follow(
     assert_dry_run_boot(run, images)
     # Every event arrived once, in order, after the collector came up.
     assert run.event_names() == [
-        "kernel-started", "agent-started", "network-up", "script-fetched",
+        "kernel-started", "agent-started", "network-up", "clock", "script-fetched",
         "fetch", "script-fetched", "fetch", "fetch", "fetch", "boot",
     ]
-    assert [event["seq"] for event in run.events] == list(range(1, 11))
+    assert [event["seq"] for event in run.events] == list(range(1, 12))
     assert "not yet delivered" not in run.console
 
 
@@ -228,5 +229,5 @@ def test_a_control_plane_that_stays_down_delays_the_end_by_a_bounded_time(
     assert run.returncode == 0, run.console
     assert_dry_run_boot(run, images)
     assert f"report to {REPORT_URL} failed (Connection refused)" in run.console
-    assert "report: 10 event(s) not yet delivered after 5.0s" in run.console
+    assert "report: 11 event(s) not yet delivered after 5.0s" in run.console
     assert run.seconds < 30

@@ -134,8 +134,8 @@ class Pki:
         return context
 
 
-def make_pki(directory: Path) -> Pki:
-    """A throw-away CA and a server certificate for 127.0.0.1, made with openssl(1).
+def make_pki(directory: Path, ip: str = "127.0.0.1") -> Pki:
+    """A throw-away CA and a server certificate for `ip`, made with openssl(1).
 
     The extensions satisfy Python 3.13+'s strict X.509 verification.
     """
@@ -148,12 +148,12 @@ def make_pki(directory: Path) -> Pki:
             "-subj", "/CN=ramboot test CA",
             "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={ip}")
     (directory / "server.ext").write_text(
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature\n"
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1\n"
+        f"subjectAltName=IP:{ip}\n"
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid\n"
     )

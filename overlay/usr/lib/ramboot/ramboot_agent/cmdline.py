@@ -45,6 +45,7 @@ class Settings:
     dhcp_timeout: float = 60.0
     interfaces: tuple[str, ...] = ()
     ssh_authorized_keys: str | None = None
+    ntp_servers: tuple[str, ...] = ()
     token: str | None = None
     bootif: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -208,6 +209,14 @@ def _interfaces(key: str, value: str | None) -> tuple[str, ...]:
     return names
 
 
+def _hosts(key: str, value: str | None) -> tuple[str, ...]:
+    names = tuple(name for name in _required(key, value).split(",") if name)
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", name):
+            raise ConfigError(f"{key}={value!r}: {name!r} is not a host name or address")
+    return names
+
+
 def _text(key: str, value: str | None) -> str:
     return _required(key, value)
 
@@ -236,6 +245,7 @@ KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "dhcp_timeout": ("dhcp_timeout", _seconds),
     "iface": ("interfaces", _interfaces),
     "ssh_authorized_keys": ("ssh_authorized_keys", _text),
+    "ntp": ("ntp_servers", _hosts),
     "token": ("token", _token),
 }
 

@@ -168,15 +168,18 @@ class PlanStarter:
         self.settings = settings
         self.runtime_dir = runtime_dir
 
-    def __call__(self, data: bytes, url: str) -> Any:
+    def context(self, url: str) -> Any:
         from ramboot_agent.plan.context import Context  # noqa: PLC0415
+
+        return Context(reporter=self.reporter, fetcher=self.fetcher, out=sys.stdout,
+                       runtime_dir=self.runtime_dir, base_url=url,
+                       dry_run=self.settings.dry_run, insecure=self.settings.insecure,
+                       settings=self.settings)
+
+    def __call__(self, data: bytes, url: str) -> Any:
         from ramboot_agent.plan.runner import run_document  # noqa: PLC0415
 
-        ctx = Context(reporter=self.reporter, fetcher=self.fetcher, out=sys.stdout,
-                      runtime_dir=self.runtime_dir, base_url=url,
-                      dry_run=self.settings.dry_run, insecure=self.settings.insecure,
-                      settings=self.settings)
-        return run_document(data, url, ctx)
+        return run_document(data, url, self.context(url))
 
 
 class BootFlow:
@@ -225,6 +228,11 @@ class BootFlow:
             router=lease.router, server_id=lease.server_id,
         )
         log.info("identity: %s", " ".join(f"{k}={v}" for k, v in identity.items() if v))
+        from ramboot_agent import clock  # noqa: PLC0415
+
+        # Before anything checks a certificate: a Pi starts in 1970.
+        clock.set_clock(clock.servers_from(settings.ntp_servers,
+                                           lease.options.get(net.OPTION_NTP_SERVERS)), reporter)
 
         url = instructions_url(settings, lease, identity)
         # file: only when the kernel command line itself names a local file.
@@ -266,7 +274,7 @@ class BootFlow:
         base = getattr(fetched, "final_url", None) or url
         result = interpreter.run_text(data.decode("utf-8", errors="replace"), base)
         if result.localboot is not None:
-            return boot_next_device(result.localboot, reporter)
+            return boot_next_device(result.localboot, plans)
         return self.finish(result.outcome, url)
 
     def finish(self, outcome: Any, url: str) -> int:
@@ -295,18 +303,31 @@ class BootFlow:
         raise ScriptError(url, None, "the script ended without booting a kernel")
 
 
-def boot_next_device(request: Any, reporter: Any) -> int:
+def boot_next_device(request: Any, plans: PlanStarter) -> int:
     """The one place a script's "boot the local disk" arrives: `exit N` (iPXE
     hands back to the firmware's next boot device) or `sanboot` of a BIOS drive.
 
-    The agent cannot boot a disk yet (the provisioning plans' `localboot`
-    action will): for now this reports what was asked and ends in the rescue
-    path, with a message that says so.
+    The agent does what the firmware would: it boots the first local disk
+    whose boot loader names a kernel (the `localboot` action's kexec, see
+    docs/plans.md); with none, the reason goes to the rescue path.
     """
+    from ramboot_agent.plan.actions.localboot import first_disk_handoff  # noqa: PLC0415
+
+    reporter = plans.reporter
     reporter.emit("localboot-requested", url=request.url, line=request.line,
                   command=request.command, drive=request.drive, status=request.status)
-    raise AgentError(f"{request.describe()}; this agent cannot boot a local disk yet "
-                     "(no localboot action): staying in ramboot")
+    log.info("%s: booting the local disk", request.describe())
+    ctx = plans.context(request.url)
+    try:
+        handoff = first_disk_handoff(ctx)
+    except AgentError as error:
+        raise AgentError(f"{request.describe()}, but {error}: staying in ramboot") from None
+    reporter.flush(5.0)
+    handoff.perform()  # returns only in a dry run
+    if plans.settings.dry_run:
+        reporter.close(5.0)
+        return rescue.EXIT_DONE
+    raise BootError(f"{request.describe()}: booting the local disk returned")
 
 
 def main(args: argparse.Namespace) -> int:

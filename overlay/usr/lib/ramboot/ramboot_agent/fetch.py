@@ -212,6 +212,10 @@ class _Sink:
         self.total = None
 
 
+# Sinks of other modules (a block device, for the plan's `image` action) subclass this.
+Sink = _Sink
+
+
 class _MemorySink(_Sink):
     def __init__(self, url: str, max_size: int) -> None:
         super().__init__(url)

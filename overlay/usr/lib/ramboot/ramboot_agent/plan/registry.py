@@ -10,10 +10,18 @@ if TYPE_CHECKING:
 
 # action name -> "module:class"; each class is an ActionKind.
 KINDS = {
+    "grow": "ramboot_agent.plan.actions.grow:Grow",
+    "hardware": "ramboot_agent.plan.actions.hardware:Hardware",
+    "image": "ramboot_agent.plan.actions.image:Image",
     "kexec": "ramboot_agent.plan.actions.kexec:KexecUrls",
+    "localboot": "ramboot_agent.plan.actions.localboot:Localboot",
+    "mkfs": "ramboot_agent.plan.actions.mkfs:Mkfs",
+    "partition": "ramboot_agent.plan.actions.partition:Partition",
     "poweroff": "ramboot_agent.plan.actions.power:Poweroff",
     "reboot": "ramboot_agent.plan.actions.power:Reboot",
     "shell": "ramboot_agent.plan.actions.power:Shell",
+    "wipe": "ramboot_agent.plan.actions.wipe:Wipe",
+    "write-file": "ramboot_agent.plan.actions.writefile:WriteFile",
 }
 
 _loaded: dict[str, ActionKind[Any]] = {}
