@@ -13,7 +13,10 @@ after serve's 401, boots ramboot; the agent DHCPs with its vendor class, asks
 /stage2/srv-01.json and kexecs the second stage; its events reach serve with
 the Bearer token from its command line. A second machine, whose target is its
 disk, leaves iPXE for that disk at once (`ramboot-next` = `disk`: no retry
-rounds), into a boot sector that prints a marker.
+rounds), into a boot sector that prints a marker. And the life of an install
+target (issue 11's verification): installed (`image`, then `localboot` kexecs
+the installed kernel), then at the next boot of the same VM its disk, not
+provisioning, until `ramboot reinstall`, after which it is installed again.
 
 aarch64 `virt`, the Pi's path: QEMU plays the Pi firmware with the rendered
 cmdline.txt (its stage 2 URL and `ramboot.token=`); the agent asks serve.
@@ -63,6 +66,7 @@ SERVE = f"http://{SERVER_IP}:{PORT}"
 DISK_MARKER = "RAMBOOT-DISK-OK"
 SRV_MAC = "52:54:00:00:0b:01"
 DISK_MAC = "52:54:00:00:0b:03"
+INSTALL_MAC = "52:54:00:00:0b:05"
 PI_MAC = "52:54:00:00:0c:01"
 PI_SERIAL = "0000c0de"
 
@@ -111,6 +115,20 @@ macs = ["{disk_mac}"]
 console = ["ttyS0"]
 target = {{ kind = "disk", disk = {{ path = "/dev/sda" }} }}
 """,
+    "srv-install": """
+[[hosts]]
+name = "srv-install"
+family = "x86_64"
+macs = ["{install_mac}"]
+console = ["ttyS0"]
+
+[hosts.target]
+kind = "install"
+url = "{serve}/os/installed.img.zst"
+digest = "sha256:{install_digest}"
+disk = {{ bus = "virtio" }}
+method = "kexec"
+""",
     "pi-virt": """
 [[hosts]]
 name = "pi-virt"
@@ -153,7 +171,7 @@ class Fleet:
 
 
 def render_fleet(tmp_path: Path, x86: ImageSet | None, pi: ImageSet | None,
-                 hosts: tuple[str, ...]) -> Fleet:
+                 hosts: tuple[str, ...], install_digest: str = "0" * 64) -> Fleet:
     """The inventory rendered with --machine-secret, the second stage beside its tree."""
     given = tmp_path / "images"
     booted = x86 or pi
@@ -174,7 +192,8 @@ def render_fleet(tmp_path: Path, x86: ImageSet | None, pi: ImageSet | None,
     digest = hashlib.sha256(second_stage.read_bytes()).hexdigest()
     text = (INVENTORY + "".join(HOSTS[name] for name in hosts)).format(
         server=SERVER_IP, serve=SERVE, digest=digest, srv_mac=SRV_MAC, disk_mac=DISK_MAC,
-        pi_mac=PI_MAC, pi_serial=PI_SERIAL)
+        install_mac=INSTALL_MAC, install_digest=install_digest, pi_mac=PI_MAC,
+        pi_serial=PI_SERIAL)
     (tmp_path / "fleet.toml").write_text(text)
     secret_path, admin_path, secret = write_keys(tmp_path)
     out = tmp_path / "out"
@@ -217,10 +236,13 @@ class Operator:
 
 
 def x86_vm(lab: TapLab, tmp_path: Path, lkrn: Path, tap: str, *, mac: str, name: str,
-           disk: Path | None = None) -> Qemu:
+           disk: Path | None = None, virtio_disk: Path | None = None) -> Qemu:
     extra = [*sercon_argv(tmp_path), *tap_nic_argv(tap, mac=mac, model="virtio-net-pci")]
     if disk is not None:
         extra += ["-drive", f"file={disk},format=raw,if=ide,index=0"]
+    if virtio_disk is not None:  # what ramboot installs to, and the firmware boots
+        extra += ["-drive", f"if=none,id=d0,format=raw,file={virtio_disk}",
+                  "-device", "virtio-blk-pci,drive=d0,serial=rb-serve-disk"]
     argv = x86_64_argv(kernel=lkrn, initrd=RAMBOOT_IPXE, memory_mb=1024,
                        extra=["-smp", "1", *extra])
     return Qemu(argv, tmp_path / f"console-{name}.log", lab.ns)
@@ -295,6 +317,91 @@ def test_x86_64_a_disk_target_leaves_ipxe_for_its_disk_at_once(tmp_path: Path) -
         assert [a["kind"] for a in state["answers"]] == ["disk"]  # once: no retry rounds
         assert (state["state"], state["next_boot"]) == ("provisioned", "disk")
         print(operator.run("status").stdout)
+
+
+def installed_system(images: ImageSet, work: Path) -> Path:
+    """tests/qemu/test_plan_disk.py's installed system (GPT, an ext4 partition with a
+    BLS entry, the kernel, the second stage as initrd), whose MBR boot code prints
+    DISK_MARKER: what the firmware shows when it boots this disk itself."""
+    from tests.qemu.test_plan_disk import build_installed_disk
+
+    disk = build_installed_disk(images, work)
+    code = boot_sector(DISK_MARKER)[:440]  # the protective MBR's boot code area
+    with disk.open("r+b") as stream:
+        stream.write(code)
+    subprocess.run(["zstd", "-q", "-3", str(disk), "-o", str(work / "installed.img.zst")],
+                   check=True)
+    return work / "installed.img.zst"
+
+
+def test_x86_64_install_then_its_disk_until_reinstall(tmp_path: Path) -> None:
+    """Installed, then the same VM boots its disk at every boot (serve says so at
+    stage 1: no ramboot, no agent), until `ramboot reinstall` provisions it again."""
+    require_actions("image", "localboot")
+    require_netns("kea-dhcp4")
+    require_qemu("qemu-system-x86_64")
+    lkrn = require_ipxe_lkrn()
+    images = image_set_or_fail("x86_64")
+    image = installed_system(images, tmp_path)
+    fleet = render_fleet(tmp_path, images, None, ("srv-install",),
+                         install_digest=hashlib.sha256(image.read_bytes()).hexdigest())
+    (fleet.out / "http" / "os").mkdir()
+    shutil.copyfile(image, fleet.out / "http" / "os" / "installed.img.zst")
+    guest_disk = tmp_path / "guest-disk.raw"
+    with guest_disk.open("wb") as stream:
+        stream.truncate(128 << 20)
+
+    def install(vm: Qemu) -> None:
+        vm.expect_exact(f"{SERVE}/stage1/srv-install.ipxe... ok", timeout=120)
+        vm.expect_exact("ramboot-agent", timeout=300)
+        vm.expect(rf"{SECOND_STAGE_MARKER} cmdline=\[([^\]\r\n]*)\]", timeout=600)
+        assert vm.child is not None
+        assert vm.child.match.group(1) == "console=ttyS0 quiet rb.installed=bls"
+        assert vm.wait_exit(timeout=60) == 0
+
+    with tap_lab() as lab:
+        start_kea(lab.ns, kea_for_test(fleet.out / "dhcp/kea-dhcp4.json", tmp_path), tmp_path)
+        operator = Operator(lab.ns, fleet, tmp_path)
+        tap = lab.add_tap()
+
+        def boot(name: str) -> Qemu:
+            return x86_vm(lab, tmp_path, lkrn, tap, mac=INSTALL_MAC, name=name,
+                          virtio_disk=guest_disk)
+
+        # 1: from a blank disk: ramboot, the install plan, the installed kernel by kexec.
+        with boot("first") as vm:
+            install(vm)
+        state = operator.machine("srv-install")
+        assert (state["state"], state["provisioned"], state["next_boot"]) == \
+            ("provisioned", True, "disk"), state
+        names = [e["event"] for e in state["events"]]
+        assert names.index("action-done") < names.index("localboot") < names.index("plan-done")
+        assert [a["kind"] for a in reversed(state["answers"])] == ["ramboot", "target"]
+
+        # 2: the same VM again: serve's stage 1 sends it to its disk; the firmware boots it.
+        with boot("second") as vm:
+            vm.expect_exact("ramboot: srv-install boots from its local disk (provisioned)",
+                            timeout=120)
+            vm.expect_exact(DISK_MARKER, timeout=120)
+            console = vm.console_text()
+            assert "NETWORK BOOT FAILED" not in console and "ramboot-agent" not in console
+        state = operator.machine("srv-install")
+        assert [a["kind"] for a in state["answers"]][:1] == ["disk"]
+        assert len(state["answers"]) == 3  # one answer: no retry rounds
+
+        # 3: `ramboot reinstall`: the next boot installs it again.
+        done = operator.run("reinstall", "srv-install")
+        assert done.returncode == 0, done.stderr
+        assert "provisions it again" in done.stdout
+        assert operator.machine("srv-install")["next_boot"] == "target"
+        with boot("third") as vm:
+            install(vm)
+        state = operator.machine("srv-install")
+        assert (state["state"], state["provisioned"]) == ("provisioned", True)
+        assert [a["kind"] for a in reversed(state["answers"])] == [
+            "ramboot", "target", "disk", "ramboot", "target"]
+        assert len(state["boots"]) == 2  # two boots of ramboot, each with its own boot_id
+        print(operator.run("status", "srv-install").stdout)
 
 
 def test_pi_agent_path_on_aarch64_virt(tmp_path: Path) -> None:
