@@ -19,7 +19,9 @@ the installed kernel), then at the next boot of the same VM its disk, not
 provisioning, until `ramboot reinstall`, after which it is installed again.
 
 aarch64 `virt`, the Pi's path: QEMU plays the Pi firmware with the rendered
-cmdline.txt (its stage 2 URL and `ramboot.token=`); the agent asks serve.
+cmdline.txt (its stage 2 URL and `ramboot.token=`); the agent asks serve. An
+install target there: installed and rebooted; booted into ramboot again, the
+agent gets `localboot`, not a second install, until `ramboot reinstall`.
 """
 
 from __future__ import annotations
@@ -128,6 +130,20 @@ url = "{serve}/os/installed.img.zst"
 digest = "sha256:{install_digest}"
 disk = {{ bus = "virtio" }}
 method = "kexec"
+""",
+    "pi-install": """
+[[hosts]]
+name = "pi-install"
+family = "rpi4"
+serial = "{pi_serial}"
+macs = ["{pi_mac}"]
+console = ["ttyAMA0"]
+
+[hosts.target]
+kind = "install"
+url = "{serve}/os/installed.img.zst"
+digest = "sha256:{install_digest}"
+disk = {{ bus = "virtio" }}
 """,
     "pi-virt": """
 [[hosts]]
@@ -445,3 +461,61 @@ def test_pi_agent_path_on_aarch64_virt(tmp_path: Path) -> None:
         assert [e["event"] for e in state["events"]][:3] == [
             "kernel-started", "agent-started", "network-up"]
         print(operator.run("status", "pi-virt").stdout)
+
+
+def test_pi_install_then_localboot_until_reinstall_on_aarch64_virt(tmp_path: Path) -> None:
+    """The Pi's agent path of an install target: installed, then rebooted (the Pi's
+    localboot default); booted into ramboot again (its EEPROM netboots), its agent is
+    sent to its disk (a localboot plan), not into a second install, until reinstall."""
+    require_actions("image", "localboot")
+    require_netns("dnsmasq")
+    require_qemu("qemu-system-aarch64")
+    images = image_set_or_fail("aarch64")
+    image = installed_system(images, tmp_path)
+    fleet = render_fleet(tmp_path, None, images, ("pi-install",),
+                         install_digest=hashlib.sha256(image.read_bytes()).hexdigest())
+    (fleet.out / "http" / "os").mkdir()
+    shutil.copyfile(image, fleet.out / "http" / "os" / "installed.img.zst")
+    cmdline = (fleet.out / "tftp" / PI_SERIAL / "cmdline.txt").read_text().strip()
+    guest_disk = tmp_path / "guest-disk.raw"
+    with guest_disk.open("wb") as stream:
+        stream.truncate(128 << 20)
+
+    with tap_lab() as lab:
+        start_dnsmasq(lab.ns, lab.bridge, tmp_path,
+                      [f"--conf-file={fleet.out / 'dhcp/dnsmasq.conf'}"])
+        operator = Operator(lab.ns, fleet, tmp_path)
+        tap = lab.add_tap()
+
+        def boot(name: str, expected: list[str]) -> None:
+            argv = aarch64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=1024,
+                                append=cmdline, extra=[
+                                    "-smp", "1", *tap_nic_argv(tap, mac=PI_MAC,
+                                                               model="virtio-net-pci"),
+                                    "-drive", f"if=none,id=d0,format=raw,file={guest_disk}",
+                                    "-device", "virtio-blk-pci,drive=d0,serial=rb-pi-disk"])
+            with Qemu(argv, tmp_path / f"console-{name}.log", lab.ns) as vm:
+                for text in expected:
+                    seen = vm.expect([re.escape(text), "ramboot-agent FAILED"], timeout=600)
+                    assert seen == 0, vm.tail(40)
+                assert vm.wait_exit(timeout=120) == 0  # the reboot: QEMU runs -no-reboot
+
+        installing = ["event action-done {\"action\": \"image\"",
+                      "actions[1] (localboot): handing off (reboot)"]
+        boot("first", installing)
+        state = operator.machine("pi-install")
+        assert (state["state"], state["provisioned"], state["next_boot"]) == \
+            ("provisioned", True, "disk"), state
+        boot("second", ["actions[0] (localboot): handing off (reboot)"])
+        state = operator.machine("pi-install")
+        assert [a["kind"] for a in reversed(state["answers"])] == ["target", "localboot"]
+        assert "image" not in [e["details"].get("action") for e in state["events"]]
+
+        assert operator.run("reinstall", "pi-install").returncode == 0
+        boot("third", installing)
+        state = operator.machine("pi-install")
+        assert (state["state"], state["provisioned"]) == ("provisioned", True)
+        assert [a["kind"] for a in reversed(state["answers"])] == [
+            "target", "localboot", "target"]
+        assert len(state["boots"]) == 3
+        print(operator.run("status", "pi-install").stdout)
