@@ -41,6 +41,9 @@ url = "http://192.0.2.3:8001/"
 RESERVED = ("52:54:00:12:34:56", "52:54:00:12:34:57")  # srv-01's NICs in the fixture
 FLEET_REPORT = "http://192.0.2.1:8080/events"
 SRV_REPORT = "https://192.0.2.1:8443/srv-events"  # srv-01's own
+STAGE1 = "http://192.0.2.1/ramboot/stage1/srv-01.ipxe"
+STAGE2 = "http://192.0.2.1/ramboot/stage2/srv-01.json"
+AGENT_VENDOR_CLASS = "ramboot-agent:0.1.0:x86_64"  # what the agent's udhcpc sends
 
 
 def _hex(text: str) -> str:
@@ -143,7 +146,7 @@ def wait_state(pair: Pair, name: str, state: str, timeout: float = 40) -> None:
                     timeout=timeout, what=f"{name} to reach {state}")
 
 
-def lease(pair: Pair, mac: str, workdir: Path) -> dict[str, str]:
+def lease(pair: Pair, mac: str, workdir: Path, vendor_class: str | None = None) -> dict[str, str]:
     interface = f"c{pair.next_client}"
     pair.next_client += 1
     _veth(pair.hub, pair.clients, f"v{interface}", interface)
@@ -152,8 +155,10 @@ def lease(pair: Pair, mac: str, workdir: Path) -> dict[str, str]:
     hook = workdir / "hook.sh"
     hook.write_text('#!/bin/sh\n[ "$1" = bound ] && env\nexit 0\n')
     hook.chmod(0o755)
-    result = pair.clients.run(["udhcpc", "-f", "-q", "-n", "-t", "10", "-T", "1", "-i",
-                               interface, "-s", hook], timeout=60, check=False)
+    argv = ["udhcpc", "-f", "-q", "-n", "-t", "10", "-T", "1", "-i", interface, "-s", str(hook)]
+    if vendor_class is not None:
+        argv += ["-V", vendor_class]
+    result = pair.clients.run(argv, timeout=60, check=False)
     assert result.returncode == 0, f"{mac}: no lease: {result.stderr}"
     return dict(line.split("=", 1) for line in result.stdout.splitlines()
                 if re.match(r"^\w+=", line))
@@ -172,7 +177,7 @@ def test_pair_serves_shares_leases_and_survives_one_dying(tmp_path: Path) -> Non
             assert env["opt225"] == _hex(expected), mac
         reserved = served[RESERVED[0]]
         assert reserved["ip"] == "192.0.2.31"
-        assert reserved["opt224"] == _hex("http://192.0.2.1/ramboot/hosts/srv-01.ipxe")
+        assert reserved["opt224"] == _hex(STAGE1)  # not the agent: stage 1, from its class
         # Lease updates: each server holds the leases its partner granted.
         deadline = time.monotonic() + 20
         for name in PEERS:
@@ -185,13 +190,15 @@ def test_pair_serves_shares_leases_and_survives_one_dying(tmp_path: Path) -> Non
         pair.kea["dhcp-a"].wait(timeout=10)
         wait_state(pair, "dhcp-b", "PARTNER-DOWN", timeout=60)
         after = {mac: lease(pair, mac, tmp_path) for mac in
-                 (*(f"52:54:00:bb:00:{n:02x}" for n in range(6)), RESERVED[1])}
+                 (f"52:54:00:bb:00:{n:02x}" for n in range(6))}
+        # The host's agent (its vendor class) gets its stage 2 from the survivor.
+        after[RESERVED[1]] = lease(pair, RESERVED[1], tmp_path, AGENT_VENDOR_CLASS)
         assert {env["serverid"] for env in after.values()} == {PEERS["dhcp-b"]}
         for mac, env in after.items():
             expected = SRV_REPORT if mac in RESERVED else FLEET_REPORT
             assert env["opt225"] == _hex(expected), mac
             assert env["ip"].startswith("192.0.2.")
-        assert after[RESERVED[1]]["opt224"] == _hex("http://192.0.2.1/ramboot/hosts/srv-01.ipxe")
+        assert after[RESERVED[1]]["opt224"] == _hex(STAGE2)
         # The survivor hands out addresses from the dead server's half too.
         ips = [int(env["ip"].rsplit(".", 1)[1]) for env in after.values()]
         assert any(100 <= ip <= 149 for ip in ips), ips
