@@ -77,6 +77,8 @@ def run(kind: str, machines: int, progress: int, pace: float) -> None:
         tree = workdir / "tree"
         tree.mkdir()
         (tree / "hello.txt").write_text("#!ipxe\necho hello\n")
+        (tree / "images" / "x86_64").mkdir(parents=True)  # the kexec target's kernel:
+        (tree / "images" / "x86_64" / "bzImage").write_bytes(b"kernel\n")  # checked at load
         keys = write_keys(workdir)
         with database(kind, workdir) as url, running_serve(
                 workdir / "s", url, keys=keys, inventory=storm_inventory(machines),

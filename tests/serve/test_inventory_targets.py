@@ -58,6 +58,8 @@ def check_fleet(inventory: Inventory, http: Path) -> int:
     for host in inventory.hosts:
         stage2 = answers.stage2(host, provisioned=False)
         assert stage2.body == (http / targets.stage2_path(host)).read_bytes(), host.name
+        assert answers.stage2(host, provisioned=True).body == \
+            targets.stage2(inventory, host, provisioned=True).data, host.name
         assert stage2.media_type == targets.stage2(inventory, host).content_type
         compared += 1
         if host.family != "x86_64":
@@ -66,6 +68,12 @@ def check_fleet(inventory: Inventory, http: Path) -> int:
             assert refused.value.status == 404
             assert "TFTP directory" in str(refused.value)
             continue
+        # What provisioned changes is exactly what targets.py changes (the adapter keeps
+        # one document per host, stage and boots_disk).
+        again = answers.stage1(host, provisioned=True)
+        direct = targets.stage1(inventory, host, provisioned=True,
+                                token=host_token(SECRET, host.name))
+        assert again.body == direct.data, host.name
         stage1 = answers.stage1(host, provisioned=False)
         static = (http / targets.stage1_path(host)).read_bytes()
         token = host_token(SECRET, host.name)

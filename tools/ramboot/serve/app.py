@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import signal
@@ -55,13 +56,17 @@ def create_app(ctx: Context, *, handle_signals: bool = True) -> ASGIApp:
         ctx.database.start()
         ctx.changed = asyncio.Event()  # bound to the serving loop
         loop = asyncio.get_running_loop()
+        # Off the event loop (a large inventory takes seconds), one reload at a time.
+        reloader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reload")
         if handle_signals:
-            loop.add_signal_handler(signal.SIGHUP, ctx.reload)
+            loop.add_signal_handler(signal.SIGHUP,
+                                    lambda: loop.run_in_executor(reloader, ctx.reload))
         try:
             yield
         finally:
             if handle_signals:
                 loop.remove_signal_handler(signal.SIGHUP)
+            reloader.shutdown(wait=True)
             ctx.database.stop()
 
     routes: list[Route | Mount] = [
@@ -89,13 +94,14 @@ def create_app(ctx: Context, *, handle_signals: bool = True) -> ASGIApp:
     def stage_route(path: str) -> MachineRoute | None:
         """Each host's stage documents, at the URLs render writes into DHCP; no other
         path under stage1/ or stage2/ (a tree's static copy would bypass the state)."""
-        index = ctx.fleet.index
+        fleet = ctx.fleet  # one inventory for the whole request, whatever a reload does
+        index = fleet.index
         found = index.by_path.get(path)
         if found is not None:
             stage, host = found
 
             async def stage_handler(request: MachineRequest) -> Reply:
-                return await stage_path(ctx, request, stage, host)
+                return await stage_path(ctx, fleet, request, stage, host)
 
             return "GET", stage_handler
         if path.startswith((f"{index.prefix}/stage1/", f"{index.prefix}/stage2/")):

@@ -23,7 +23,7 @@ from typing import Any
 from ramboot.inventory import Host
 from ramboot.serve import store
 from ramboot.serve.auth import AuthError
-from ramboot.serve.context import Context
+from ramboot.serve.context import Context, Fleet
 from ramboot.serve.http import MACHINE_REALM, HttpError, fail
 from ramboot.serve.identify import Identity, IdentityError, parse_identity
 from ramboot.serve.machine_http import MachineRequest, Reply
@@ -63,9 +63,8 @@ def _require_machine(ctx: Context, request: MachineRequest, host: Host | None) -
         fail(error.status, str(error), {"WWW-Authenticate": MACHINE_REALM})
 
 
-def _document(ctx: Context, identity: Identity, stage: int, provisioned: bool,
+def _document(fleet: Fleet, identity: Identity, stage: int, provisioned: bool,
               host: Host | None) -> Document:
-    fleet = ctx.fleet
     key = (host.name if host else "", stage, provisioned)
     cached = fleet.cache.get(key) if host else None
     if cached is not None:
@@ -88,8 +87,8 @@ def _document(ctx: Context, identity: Identity, stage: int, provisioned: bool,
     return document
 
 
-async def _answer(ctx: Context, request: MachineRequest, stage: int, identity: Identity,
-                  host: Host | None) -> Reply:
+async def _answer(ctx: Context, fleet: Fleet, request: MachineRequest, *, stage: int,
+                  identity: Identity, host: Host | None) -> Reply:
     who = store.Who.of(identity, host.name if host else None)
     # Both possible answers first (cached per host), then one transaction reads
     # the provisioned mark and records the answer it picked: no reinstall can
@@ -97,7 +96,7 @@ async def _answer(ctx: Context, request: MachineRequest, stage: int, identity: I
     choices: dict[bool, Document | HttpError] = {}
     for provisioned in (False, True) if host is not None else (False,):
         try:
-            choices[provisioned] = _document(ctx, identity, stage, provisioned, host)
+            choices[provisioned] = _document(fleet, identity, stage, provisioned, host)
         except HttpError as error:
             choices[provisioned] = error
 
@@ -117,15 +116,17 @@ async def boot(ctx: Context, request: MachineRequest) -> Reply:
     """GET /boot: the stage from the query (or the User-Agent), the host from the identity."""
     stage = stage_of(request)
     identity = _identity(request)
-    host = ctx.fleet.index.find(identity)
+    fleet = ctx.fleet  # one inventory for the whole request, whatever a reload does
+    host = fleet.index.find(identity)
     if host is None and not ctx.discovery:
         fail(404, f"no host in the inventory has mac {identity.mac or '-'} or serial "
                   f"{identity.serial or '-'} (discovery is off)")
     _require_machine(ctx, request, host)
-    return await _answer(ctx, request, stage, identity, host)
+    return await _answer(ctx, fleet, request, stage=stage, identity=identity, host=host)
 
 
-async def stage_path(ctx: Context, request: MachineRequest, stage: int, host: Host) -> Reply:
+async def stage_path(ctx: Context, fleet: Fleet, request: MachineRequest, stage: int,
+                     host: Host) -> Reply:
     """GET <base>/stage1/<host>.ipxe, <base>/stage2/<host>.<ext>: stage and host from the
     path, as render names them; the token must be the host's, the identity (if any) no
     other host's."""
@@ -137,9 +138,9 @@ async def stage_path(ctx: Context, request: MachineRequest, stage: int, host: Ho
     # The path names the host: the identity is optional (a Pi's agent uses the ramboot.url=
     # of its cmdline.txt as given, without one); when given, it is checked and recorded.
     identity = _identity(request, required=False)
-    named = ctx.fleet.index.find(identity) if identity.values else None
+    named = fleet.index.find(identity) if identity.values else None
     if named is not None and named.name != host.name:
         fail(409, f"this is host {host.name!r}'s stage {stage}, but the query's identity is "
                   f"host {named.name!r}'s (mac {identity.mac or '-'}, serial "
                   f"{identity.serial or '-'})")
-    return await _answer(ctx, request, stage, identity, host)
+    return await _answer(ctx, fleet, request, stage=stage, identity=identity, host=host)

@@ -47,7 +47,11 @@ class Context:
         return Fleet(HostIndex(inventory), self.targets_factory(inventory))
 
     def reload(self) -> bool:
-        """Re-read the inventory; on any error keep the one in use (and say why)."""
+        """Re-read the inventory; on any error keep the one in use (and say why).
+
+        Runs in a worker thread (the documents of every host are computed before the
+        new inventory is used), then swaps the fleet in one assignment: a request sees
+        the old fleet or the new one, whole."""
         try:
             fleet = self._load()
         except Exception as error:
