@@ -37,8 +37,6 @@ import dataclasses
 import hashlib
 import re
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +45,15 @@ from typing import Any
 import pytest
 
 from ramboot_agent.ipxe import Outcome
-from ramboot_agent.kexec import INITRD_ALIGN, combined_size
-from tests.lib import httpd, ipxe, netlab
+from tests.lib import httpd, ipxe, netlab, run_script
 from tests.lib.ipxe_boots import GuestMachine, IpxeGuest, chain_and_report
 from tests.lib.ipxe_boots import Outcome as IpxeOutcome
+from tests.lib.run_script import AgentRun
 
 from .test_corpus import CASES, CORPUS, UUID, Case, local_path, stand_in_initrd, stand_in_kernel
 
 pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[3]
 SERVER = netlab.SERVER_IP
 GUEST_IP = "192.0.2.50"
 PORTS = (80, 8080, 5248, 8081, 9873)
@@ -129,47 +126,6 @@ HP_CASES = [_bios("cobbler-local-hp")]
 LEFT_OUT = {"warewulf-efi": "UEFI only: the reference iPXE is the BIOS ipxe.lkrn"}
 
 
-@dataclass
-class AgentRun:
-    status: int
-    stdout: str
-    stderr: str
-    kernel_sha256: str | None = None
-    initrd_sha256: list[str] = dataclasses.field(default_factory=list)
-    cmdline: str | None = None
-
-
-_PLAN = re.compile(r"^(kernel|initrd)   \S+  \d+ bytes  sha256 ([0-9a-f]{64})$")
-
-
-def start_agent(ns: netlab.Namespace, url: str,
-                settings: dict[str, str]) -> subprocess.Popen[str]:
-    """`ramboot-agent run-script URL --dry-run` in the lab namespace (it runs while iPXE does)."""
-    argv = [sys.executable, "-m", "ramboot_agent", "run-script", url, "--dry-run", "--no-sleep"]
-    for name, value in settings.items():
-        argv += ["--set", f"{name}={value}"]
-    return ns.popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish_agent(process: subprocess.Popen[str]) -> AgentRun:
-    """Its exit status and output, the dry-run plan parsed."""
-    try:
-        stdout, stderr = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-    run = AgentRun(process.returncode, stdout, stderr)
-    for line in stdout.splitlines():
-        if match := _PLAN.match(line):
-            if match.group(1) == "kernel":
-                run.kernel_sha256 = match.group(2)
-            else:
-                run.initrd_sha256.append(match.group(2))
-        elif line.startswith("cmdline  "):
-            run.cmdline = line[len("cmdline  "):]
-    return run
-
-
 def driver_script(case: Case, token: str) -> str:
     """Sets the case's overrides (exact bytes: hex, then string) and chains its script."""
     lines = ["#!ipxe", f"echo RB-CASE-{token} {case.script}"]
@@ -237,13 +193,13 @@ def _run_machine(cases: list[IpxeCase], machine: GuestMachine, workdir: Path,
             unpublish(root)
             publish(root, case)
             start = len(httpd.requests(net.http_log))
-            agent = start_agent(net.lab.ns, case.url, {**IDENTITY, **_identity(machine),
+            agent = run_script.start(net.lab.ns, case.url, {**IDENTITY, **_identity(machine),
                                                        **LEASE, **case.overrides})
             token = secrets.token_hex(4)
             try:
                 outcome = guest.run(driver_script(case, token), token=token, keys=item.keys)
             finally:
-                agent_run = finish_agent(agent)
+                agent_run = run_script.finish(agent)
             log = httpd.requests(net.http_log)[start:]
             results[item.name] = Result(outcome, agent_run, _requests(log, GUEST_IP),
                                         _requests(log, SERVER))
@@ -280,22 +236,13 @@ def _shas(urls: list[str], stand_in: Any) -> list[str]:
     return [hashlib.sha256(stand_in(url)).hexdigest() for url in urls]
 
 
-def _layout(parts: list[bytes]) -> bytes:
-    """Initrds as the agent's kexec combines them (ramboot_agent.kexec.concatenate_initrds)."""
-    out = b""
-    for part in parts:
-        out += b"\0" * (-len(out) % INITRD_ALIGN) + part
-    assert len(out) == combined_size([len(p) for p in parts])
-    return out
-
-
 def _readable(memory: bytes) -> list[str]:
     return [run.decode() for run in re.findall(rb"[\x20-\x7e]{6,}", memory)]
 
 
 @pytest.mark.parametrize("item", IPXE_CASES + HP_CASES, ids=lambda item: item.name)
 def test_corpus_script_in_real_ipxe_and_in_the_agent(
-        item: IpxeCase, corpus_in_ipxe: dict[str, Result]) -> None:
+        item: IpxeCase, corpus_in_ipxe: dict[str, Result], tmp_path: Path) -> None:
     result = corpus_in_ipxe[item.name]
     case, got, agent = item.case, result.ipxe, result.agent
     where = (f"iPXE: {got.describe()}\n{chr(10).join(got.lines[-25:])}\n"
@@ -309,7 +256,8 @@ def test_corpus_script_in_real_ipxe_and_in_the_agent(
         if case.cmdline is not None:
             assert got.boot.cmdline == case.cmdline, where
         assert agent.initrd_sha256 == _shas(case.initrds, stand_in_initrd), where
-        expected = _layout([stand_in_initrd(url) for url in case.initrds])
+        expected = run_script.combined_initrd([stand_in_initrd(url) for url in case.initrds],
+                                              tmp_path)
         assert got.boot.initrd == expected, (_readable(got.boot.initrd), _readable(expected))
     elif case.expect is Outcome.LOCALBOOT and case.drive is not None:
         assert got.kind == "disk" and got.drive == case.drive, where

@@ -23,7 +23,9 @@ Both are documented in docs/agent-ipxe.md ("Deliberate differences").
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,10 @@ import pytest
 from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import Outcome
 from tests.agent.ipxe.conftest import Fetched, LoopbackFetcher
-from tests.lib import ipxe
+from tests.agent.ipxe.test_corpus import UUID
+from tests.lib import ipxe, netlab, run_script, x86_stubs
+from tests.lib.httpd import vhost_path
+from tests.lib.ipxe_boots import GuestMachine, IpxeGuest, chain_and_report
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -290,3 +295,63 @@ def test_what_the_agent_cannot_do_fails_as_in_ipxe(tmp_path: Path, make_harness:
     assert harness.lines[-1] == "has-unixtime" and not run.succeeded
     assert result.outcome is Outcome.LOCALBOOT and result.localboot is not None
     assert result.localboot.status == 1
+
+
+# --- booting: what real iPXE hands a kernel -----------------------------------------------------
+
+BOOT_BASE = f"{ipxe.HTTP_BASE}/boot"
+BOOT_SCRIPTS = {
+    # netboot.xyz's initrd=initrd.magic names no image: every image is passed.
+    "names-nothing": f"#!ipxe\nkernel {BOOT_BASE}/k initrd=initrd.magic quiet\n"
+                     f"initrd {BOOT_BASE}/a.cpio\ninitrd {BOOT_BASE}/b.cpio\nboot\n",
+    # initrd= names one of two loaded images: BIOS iPXE still passes both.
+    "names-one-of-two": f"#!ipxe\nimgfetch {BOOT_BASE}/a.cpio\n"
+                        f"kernel {BOOT_BASE}/k initrd=b.cpio quiet\n"
+                        f"initrd {BOOT_BASE}/b.cpio\nboot\n",
+    # imgfree drops one, imgargs replaces the command line, --name renames.
+    "imgfree-imgargs": f"#!ipxe\nkernel --name vmlinuz {BOOT_BASE}/k first\n"
+                       f"initrd {BOOT_BASE}/a.cpio\ninitrd --name two {BOOT_BASE}/b.cpio\n"
+                       f"initrd {BOOT_BASE}/c.cpio\nimgfree a.cpio\n"
+                       "imgargs vmlinuz initrd=two console=ttyS0 mac=${mac} \n"
+                       "boot vmlinuz\n",
+}
+
+
+def _boot_files() -> dict[str, bytes]:
+    files = {vhost_path(netlab.SERVER_IP, ipxe.HTTP_PORT, f"/boot/{name}.ipxe"): text.encode()
+             for name, text in BOOT_SCRIPTS.items()}
+    files[vhost_path(netlab.SERVER_IP, ipxe.HTTP_PORT, "/boot/k")] = x86_stubs.kernel(b"k")
+    for name in ("a", "b", "c"):
+        files[vhost_path(netlab.SERVER_IP, ipxe.HTTP_PORT, f"/boot/{name}.cpio")] = _initrd(name)
+    return files
+
+
+def _initrd(name: str) -> bytes:
+    return b"070701" + name.encode() * 700  # 2100 bytes: padding shows
+
+
+@pytest.mark.netns
+def test_initrds_and_command_line_are_what_bios_ipxe_hands_the_kernel(tmp_path: Path) -> None:
+    # A stub kernel (tests/lib/x86_stubs.py) halts as soon as iPXE jumps to
+    # it; its setup header in guest memory has the command line and the
+    # initrd memory iPXE built. The agent's plan, laid out by its kexec, must
+    # be those bytes.
+    netlab.require_netns("dnsmasq")
+    lkrn = ipxe.require_ipxe_lkrn()
+    root = tmp_path / "http"
+    with ipxe.ipxe_network(tmp_path, files=_boot_files(), vhosts=True) as net, \
+            IpxeGuest(net, tmp_path, lkrn, GuestMachine(UUID), http_root=root) as guest:
+        for name in BOOT_SCRIPTS:
+            url = f"{BOOT_BASE}/{name}.ipxe"
+            agent = run_script.start(net.lab.ns, url, {**NETWORKED_IDENTITY, "ip": ""})
+            token = secrets.token_hex(4)
+            got = guest.run(f"#!ipxe\necho RB-CASE-{token}\n{chain_and_report(url, token)}\n",
+                            token=token)
+            done = run_script.finish(agent)
+            assert got.kind == "kernel" and got.boot is not None, (name, got.lines)
+            assert done.status == 0, (name, done.stderr)
+            by_sha = {hashlib.sha256(_initrd(n)).hexdigest(): _initrd(n) for n in "abc"}
+            memory = run_script.combined_initrd([by_sha[sha] for sha in done.initrd_sha256],
+                                                tmp_path / name)
+            assert (got.boot.tag, got.boot.cmdline) == (b"k", done.cmdline), name
+            assert got.boot.initrd == memory, (name, done.initrd_sha256)

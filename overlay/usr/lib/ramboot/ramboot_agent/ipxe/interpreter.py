@@ -400,9 +400,9 @@ class Interpreter:
         self.check_kernel(image)
         initrds, unmatched = self.images.initrds_for(image)
         if unmatched:
-            # BIOS iPXE ignores initrd= and passes every loaded image.
+            # iPXE passes every loaded image whatever initrd= says.
             log.warning("%s: initrd=%s names no loaded image: booting with every loaded "
-                        "initrd, as BIOS iPXE does: %s", image.name, ",".join(unmatched),
+                        "initrd, as iPXE does: %s", image.name, ",".join(unmatched),
                         ", ".join(i.name for i in initrds) or "none")
         spec = BootSpec(kernel=image.path, initrds=[i.path for i in initrds],
                         cmdline=image.cmdline or "")
