@@ -35,9 +35,11 @@ from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import Outcome
 from tests.agent.ipxe.conftest import Fetched, LoopbackFetcher
 from tests.agent.ipxe.test_corpus import UUID
-from tests.lib import ipxe, netlab, run_script, x86_stubs
+from tests.lib import cpio, ipxe, netlab, run_script, x86_stubs
 from tests.lib.httpd import vhost_path
+from tests.lib.images import ImageError, image_set
 from tests.lib.ipxe_boots import GuestMachine, IpxeGuest, chain_and_report
+from tests.lib.qemu import Qemu, strip_ansi, tap_nic_argv, x86_64_argv
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -355,3 +357,86 @@ def test_initrds_and_command_line_are_what_bios_ipxe_hands_the_kernel(tmp_path: 
                                                 tmp_path / name)
             assert (got.boot.tag, got.boot.cmdline) == (b"k", done.cmdline), name
             assert got.boot.initrd == memory, (name, done.initrd_sha256)
+
+
+# --- a real kernel, booted by iPXE and by the agent ---------------------------------------------
+
+REAL_BASE = f"{ipxe.HTTP_BASE}/real"
+REAL_SCRIPT = f"""#!ipxe
+kernel {REAL_BASE}/bzImage initrd=initrd.magic console=ttyS0 quiet retain_initrd rb.mac=${{mac}}
+initrd {REAL_BASE}/second-stage.cpio.gz
+initrd {REAL_BASE}/report.cpio
+initrd --name extra {REAL_BASE}/extra.cpio
+boot
+"""
+# /init of report.cpio, which replaces the second stage's: what this kernel
+# was given (retain_initrd keeps the initrd memory at /sys/firmware/initrd).
+REPORT_INIT = """#!/bin/sh
+bb=/bin/busybox
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+echo "RB-REAL cmdline=[$($bb cat /proc/cmdline)]"
+echo "RB-REAL initrd=[$($bb wc -c < /sys/firmware/initrd) $($bb sha256sum < /sys/firmware/initrd)]"
+echo "RB-REAL received=[$($bb ls /received | $bb tr '\\n' ' ')]"
+echo RB-REAL-END
+$bb poweroff -f
+"""
+REAL_REPORT = re.compile(r"RB-REAL (\w+)=\[([^\]\r\n]*)\]")
+
+
+def _real_files(images: Any) -> dict[str, bytes]:
+    report = cpio.newc({"received": (cpio.DIRECTORY, b""), "sys": (cpio.DIRECTORY, b""),
+                        "init": (cpio.EXECUTABLE, REPORT_INIT.encode()),
+                        "received/report": (cpio.FILE, b"report\n")})
+    extra = cpio.newc({"received": (cpio.DIRECTORY, b""),
+                       "received/extra": (cpio.FILE, b"extra\n")})
+    return {"real/boot.ipxe": REAL_SCRIPT.encode(), "real/bzImage": images.kernel.read_bytes(),
+            "real/second-stage.cpio.gz": images.second_stage.read_bytes(),
+            "real/report.cpio": report, "real/extra.cpio": extra}
+
+
+def _reports(vm: Any) -> dict[str, str]:
+    vm.expect("RB-REAL-END", timeout=240)
+    return dict(REAL_REPORT.findall(strip_ansi(vm.console_text())))
+
+
+@pytest.mark.netns
+def test_a_real_kernel_gets_the_same_from_ipxe_and_from_the_agent(tmp_path: Path) -> None:
+    # initrd=initrd.magic names nothing: iPXE hands the kernel every image;
+    # the agent (the offline image, kexec for real) must hand over the same
+    # command line and byte for byte the same initrd memory.
+    netlab.require_netns("dnsmasq")
+    lkrn = ipxe.require_ipxe_lkrn()
+    try:
+        images = image_set("x86_64")
+    except ImageError as error:
+        pytest.fail(str(error))
+    url = f"{REAL_BASE}/boot.ipxe"
+    with ipxe.ipxe_network(tmp_path, files=_real_files(images),
+                           dhcp_options=[f"--dhcp-option-force=224,{url}"]) as net:
+        nic = tap_nic_argv(net.tap, mac=ipxe.GUEST_MAC, model=ipxe.NIC_MODEL)
+        argv = ipxe.ipxe_argv(lkrn, tmp_path, cmdline=f"dhcp && chain {url}", memory_mb=512,
+                              extra=nic)
+        with Qemu(argv, tmp_path / "ipxe-console.log", net.lab.ns) as vm:
+            from_ipxe = _reports(vm)
+            ipxe_seconds = vm.elapsed
+        nic = tap_nic_argv(net.tap, mac=ipxe.GUEST_MAC, model="virtio-net-pci")
+        argv = x86_64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=512,
+                           append="console=ttyS0 quiet", extra=["-smp", "1", *nic])
+        with Qemu(argv, tmp_path / "agent-console.log", net.lab.ns) as vm:
+            from_agent = _reports(vm)
+            agent_seconds = vm.elapsed
+    print(f"real kernel: iPXE {ipxe_seconds:.1f}s, agent {agent_seconds:.1f}s; {from_ipxe}")
+    files = _real_files(images)
+    parts = [files[f"real/{name}"] for name in ("second-stage.cpio.gz", "report.cpio",
+                                                  "extra.cpio")]
+    # iPXE's own layout: each image at a 4 KiB boundary, in download order.
+    memory = b""
+    for part in parts:
+        memory += b"\0" * (-len(memory) % 4096) + part
+    assert from_ipxe == {
+        "cmdline": f"initrd=initrd.magic console=ttyS0 quiet retain_initrd rb.mac={ipxe.GUEST_MAC}",
+        "initrd": f"{len(memory)} {hashlib.sha256(memory).hexdigest()}  -",
+        "received": "extra report ",
+    }
+    assert from_agent == from_ipxe
