@@ -49,10 +49,13 @@ NETWORKED_IDENTITY = {**GUEST_IDENTITY, "mac": ipxe.GUEST_MAC,
                       # dnsmasq picks the address; the script only tests isset.
                       "ip": "192.0.2.50"}
 
-_IPXE_ERROR = re.compile(r"\(https://ipxe\.org/[0-9a-f]{8}\)$")
+_IPXE_ERROR = re.compile(r'\(https://ipxe\.org/[0-9a-f]{8}\)$|^"[^"]*": no such network device$')
 # A download's progress line names the URI as the script wrote it, so a
-# relative one ("sub2.ipxe... ok") too, which ipxe.drop_progress misses.
-_IPXE_PROGRESS = re.compile(r"^\S+\.\.\. ok$")
+# relative one ("sub2.ipxe... ok") too, which ipxe.drop_progress misses;
+# iflinkwait says what it waits for.
+_IPXE_PROGRESS = re.compile(r"^(\S+|Waiting for link-up on \S+)\.\.\. ok$")
+# ping prints each reply; a failed one ends with iPXE's error text and code.
+_PING_REPLY = re.compile(r"^(\d+ bytes from \S+: seq=\d+: .*) \(https://ipxe\.org/[0-9a-f]{8}\)$")
 
 EXPANSION_SCRIPT = r"""#!ipxe
 echo [${nope}] [x${nope}y] [${}] [${nope:hex}] [${nope:int32}]
@@ -209,8 +212,10 @@ def _drop_usage(lines: list[str]) -> list[str]:
 
 
 def _ipxe_output(run: Any) -> list[str]:
-    """iPXE's lines without its progress and error lines (see the module doc)."""
-    return [line for line in _drop_usage(ipxe.drop_progress(run.lines))
+    """iPXE's lines without its progress and error lines (see the module doc); a
+    failed ping reply is kept without its error code."""
+    lines = [_PING_REPLY.sub(r"\1", line) for line in ipxe.drop_progress(run.lines)]
+    return [line for line in _drop_usage(lines)
             if not _IPXE_ERROR.search(line) and not _IPXE_PROGRESS.match(line)]
 
 
@@ -440,3 +445,41 @@ def test_a_real_kernel_gets_the_same_from_ipxe_and_from_the_agent(tmp_path: Path
         "received": "extra report ",
     }
     assert from_agent == from_ipxe
+
+
+# --- the network commands, against the same hosts ----------------------------------------------
+
+NET_DNS = {"gw.lab.test": netlab.SERVER_IP, "quiet.lab.test": "192.0.2.77"}
+NET_SCRIPT = r"""#!ipxe
+ping --count 2 192.0.2.1 && echo ping-ok
+ping --count 1 --size 100 192.0.2.1 && echo size-ok
+ping --quiet --count 1 192.0.2.1 && echo quiet-ok
+ping --count 2 --timeout 500 192.0.2.99 || echo no-answer-fails
+ping --count 1 gw.lab.test && echo by-name-ok
+ping --count 1 missing.lab.test || echo unresolved-fails
+nslookup addr gw.lab.test && echo addr ${addr}
+nslookup typed:ipv4 quiet.lab.test && echo typed ${typed} ${typed:hex}
+nslookup nx missing.lab.test || echo nx-fails [${nx}]
+nslookup net0/scoped gw.lab.test && echo scoped ${net0/scoped} [${scoped}]
+show addr
+iflinkwait && echo link-up
+iflinkwait --timeout 1000 net0 && echo link-net0
+iflinkwait net1 || echo no-net1
+echo end
+"""
+
+
+@pytest.mark.netns
+def test_ping_nslookup_iflinkwait_as_in_ipxe(tmp_path: Path) -> None:
+    # Real ICMP and DNS in both: iPXE in the guest, the agent's run-script in
+    # the lab namespace, against the same hosts (dnsmasq answers the names).
+    netlab.require_netns("dnsmasq")
+    lkrn = ipxe.require_reference_lkrn()  # trixie's iPXE has no nslookup
+    files = {"net.ipxe": NET_SCRIPT.encode()}
+    run = ipxe.run_ipxe_script(NET_SCRIPT, tmp_path=tmp_path / "ipxe", lkrn=lkrn, dns=NET_DNS)
+    assert run.succeeded and run.lines[-1] == "end"
+    with ipxe.ipxe_network(tmp_path / "agent", files=files, dns=NET_DNS) as net:
+        agent = run_script.run(net.lab.ns, f"{ipxe.HTTP_BASE}/net.ipxe", {
+            **NETWORKED_IDENTITY, "1": "255.255.255.0", "3": netlab.SERVER_IP})
+    assert agent.status == 3, agent.stderr  # ran to its end without booting
+    assert agent.printed == _ipxe_output(run)
