@@ -483,3 +483,66 @@ def test_ping_nslookup_iflinkwait_as_in_ipxe(tmp_path: Path) -> None:
             **NETWORKED_IDENTITY, "1": "255.255.255.0", "3": netlab.SERVER_IP})
     assert agent.status == 3, agent.stderr  # ran to its end without booting
     assert agent.printed == _ipxe_output(run)
+
+
+# --- the machine's settings, iPXE and the agent on the same (virtual) machine -------------------
+
+MACHINE_SETTINGS = [
+    "mac", "net0/mac", "netX/mac", "hwaddr", "ifname", "net0/ifname", "bustype", "busloc",
+    "busid", "chip", "mtu", "linktype", "ip", "netmask", "gateway", "dns", "domain", "hostname",
+    "dhcp-server", "next-server", "1", "3", "6", "12", "15", "54", "net0.dhcp/ip", "netX/ip",
+    "uuid", "serial", "manufacturer", "product", "asset", "smbios/manufacturer", "buildarch",
+    "platform", "memsize", "version", "unixtime", "cwuri", "cwduri", "net1/mac", "nosuch"]
+MACHINE_URL = f"{ipxe.HTTP_BASE}/machine/settings.ipxe"
+MACHINE_SCRIPT = "#!ipxe\n" + "".join(
+    f"echo RB-SET {name} [${{{name}}}]\n" for name in MACHINE_SETTINGS) + "echo RB-SET-END\n"
+MACHINE_SMBIOS = ["-uuid", UUID, "-smbios", "type=1,manufacturer=ACME,product=Rack 9,serial=S-42",
+                  "-smbios", "type=3,asset=A-7"]
+MACHINE_DHCP = [f"--dhcp-host={ipxe.GUEST_MAC},192.0.2.50,node7", "--domain=lab.test",
+                f"--dhcp-option-force=224,{MACHINE_URL}"]
+# Where the agent is not iPXE, by design (docs/agent-ipxe.md, settings):
+MACHINE_DIFFERENCES = {
+    "buildarch",  # ipxe.lkrn is a 32-bit build (i386); the agent runs x86_64
+    "chip",  # iPXE names its own driver (virtio-net), the agent Linux's (virtio_net)
+    "version",  # iPXE's version vs ramboot-agent-VERSION
+    "unixtime",  # the clock, read seconds apart
+    "cwuri",  # the agent asks option 224's URL with its identity query (?mac=...)
+}
+_SET = re.compile(r"RB-SET (\S+) \[([^\]\r\n]*)\]")
+
+
+def _settings(vm: Any) -> dict[str, str]:
+    vm.expect("RB-SET-END", timeout=240)
+    return dict(_SET.findall(strip_ansi(vm.console_text()).split("\n", 1)[-1]))
+
+
+@pytest.mark.netns
+def test_machine_settings_as_ipxe_sees_the_same_machine(tmp_path: Path) -> None:
+    # The same QEMU machine (virtio NIC at the same PCI slot, the same MAC,
+    # SMBIOS and RAM) and the same DHCP server: iPXE's settings and the
+    # agent's (the offline image, its script from option 224) must agree.
+    netlab.require_netns("dnsmasq")
+    lkrn = ipxe.require_reference_lkrn()  # built with ${memsize} (MEMMAP_SETTINGS)
+    try:
+        images = image_set("x86_64")
+    except ImageError as error:
+        pytest.fail(str(error))
+    files = {"machine/settings.ipxe": MACHINE_SCRIPT.encode()}
+    with ipxe.ipxe_network(tmp_path, files=files, dhcp_options=MACHINE_DHCP) as net:
+        nic = tap_nic_argv(net.tap, mac=ipxe.GUEST_MAC, model="virtio-net-pci")
+        argv = ipxe.ipxe_argv(lkrn, tmp_path, cmdline=f"dhcp && chain {MACHINE_URL}",
+                              memory_mb=512, extra=[*nic, *MACHINE_SMBIOS])
+        with Qemu(argv, tmp_path / "ipxe-console.log", net.lab.ns) as vm:
+            from_ipxe = _settings(vm)
+        argv = x86_64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=512,
+                           append="console=ttyS0 quiet ramboot.shell=never",
+                           extra=["-smp", "1", *nic, *MACHINE_SMBIOS])
+        with Qemu(argv, tmp_path / "agent-console.log", net.lab.ns) as vm:
+            from_agent = _settings(vm)
+    print("iPXE:", from_ipxe, "\nagent:", from_agent)
+    assert set(from_ipxe) == set(MACHINE_SETTINGS)
+    differing = {name for name in MACHINE_SETTINGS if from_ipxe[name] != from_agent.get(name)}
+    assert differing == MACHINE_DIFFERENCES, {
+        name: (from_ipxe[name], from_agent.get(name)) for name in differing}
+    assert from_agent["cwuri"].startswith(from_ipxe["cwuri"] + "?mac=")
+    assert (from_ipxe["chip"], from_agent["chip"]) == ("virtio-net", "virtio_net")

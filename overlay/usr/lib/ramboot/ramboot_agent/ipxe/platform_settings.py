@@ -2,7 +2,8 @@
 
 iPXE's net0 settings (net/netdev_settings.c) describe its network device:
 `ifname` (net0), `bustype`/`busloc`/`busid` (bus, location, vendor and
-device), `chip` (its driver), `mtu`, `linktype`, `hwaddr`. The agent fills
+device), `chip` (its driver), `linktype`, `hwaddr` (its `mtu` is DHCP
+option 26, empty unless the lease or the script sets it). The agent fills
 them from the Linux interface that got the lease; on a Raspberry Pi 4 the
 Ethernet (bcmgenet) is a device-tree device: bustype DT, busid 0b:00:00:00:00.
 `memsize` is iPXE's memory size in MiB; `version` names the agent.
@@ -79,9 +80,6 @@ def netdev_settings(interface: str, *, root: Path = Path("/")) -> dict[str, str]
     address = _read(base / "address")
     if address:
         values["hwaddr"] = address.lower()
-    mtu = _read(base / "mtu")
-    if mtu and mtu.isdigit():
-        values["mtu"] = mtu
     if _read(base / "type") == ARPHRD_ETHER:
         values["linktype"] = "Ethernet"
     device = base / "device"
