@@ -23,9 +23,11 @@ Both are documented in docs/agent-ipxe.md ("Deliberate differences").
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 import secrets
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -546,3 +548,46 @@ def test_machine_settings_as_ipxe_sees_the_same_machine(tmp_path: Path) -> None:
         name: (from_ipxe[name], from_agent.get(name)) for name in differing}
     assert from_agent["cwuri"].startswith(from_ipxe["cwuri"] + "?mac=")
     assert (from_ipxe["chip"], from_agent["chip"]) == ("virtio-net", "virtio_net")
+
+
+# --- digests and imgextract --------------------------------------------------------------------
+
+DATA = bytes(range(256)) * 41 + b"tail"
+IMAGES_SCRIPT = f"""#!ipxe
+imgfetch {ipxe.HTTP_BASE}/d/data.bin
+md5sum data.bin
+sha1sum data.bin
+sha224sum data.bin
+sha256sum data.bin
+sha384sum data.bin
+sha512sum data.bin
+md5sum --set m data.bin && echo m ${{m}}
+sha256sum --set s:hexhyp data.bin && echo s ${{s}}
+sha1sum data.bin {ipxe.HTTP_BASE}/d/other.bin
+md5sum {ipxe.HTTP_BASE}/d/missing.bin || echo missing-fails
+imgextract --name plain {ipxe.HTTP_BASE}/d/data.gz && sha256sum plain
+imgextract {ipxe.HTTP_BASE}/d/next.ipxe.gz && chain next.ipxe
+imgextract --keep {ipxe.HTTP_BASE}/d/z.zlib && md5sum z z.zlib
+imgextract {ipxe.HTTP_BASE}/d/data.bin || echo not-an-archive
+imgextract {ipxe.HTTP_BASE}/d/bad.gz || echo corrupt-fails
+echo end
+"""
+IMAGES_FILES = {
+    "d/data.bin": DATA, "d/other.bin": b"other\n", "d/data.gz": gzip.compress(DATA, mtime=0),
+    "d/next.ipxe.gz": gzip.compress(b"#!ipxe\necho extracted from ${cwuri}\n", mtime=0),
+    "d/z.zlib": zlib.compress(DATA), "d/bad.gz": gzip.compress(DATA, mtime=0)[:40] + b"junk" * 8,
+}
+
+
+@pytest.mark.netns
+def test_digests_and_imgextract_as_in_ipxe(tmp_path: Path) -> None:
+    netlab.require_netns("dnsmasq")
+    lkrn = ipxe.require_reference_lkrn()  # a BIOS build has neither by default
+    run = ipxe.run_ipxe_script(IMAGES_SCRIPT, tmp_path=tmp_path / "ipxe", lkrn=lkrn,
+                               files=IMAGES_FILES)
+    assert run.succeeded and run.lines[-1] == "end"
+    with ipxe.ipxe_network(tmp_path / "agent", files=IMAGES_FILES) as net:
+        (tmp_path / "agent" / "http" / "images.ipxe").write_text(IMAGES_SCRIPT)
+        agent = run_script.run(net.lab.ns, f"{ipxe.HTTP_BASE}/images.ipxe", NETWORKED_IDENTITY)
+    assert agent.status == 3, agent.stderr
+    assert agent.printed == _ipxe_output(run)
