@@ -117,8 +117,9 @@ def memsize_mib(*, root: Path = Path("/")) -> int | None:
         if line.startswith(" ") or not line.endswith(": System RAM"):
             continue  # only top-level entries: nested ones are inside System RAM
         match = re.match(r"([0-9a-f]+)-([0-9a-f]+) :", line)
-        if match:
-            total += int(match.group(2), 16) - int(match.group(1), 16) + 1
+        start, end = (int(match.group(1), 16), int(match.group(2), 16)) if match else (0, 0)
+        if end > start:  # not root: the kernel shows every range as 0-0
+            total += end - start + 1
     if total:
         return total >> 20
     match = re.search(r"^MemTotal:\s+(\d+) kB", _read(root / "proc/meminfo") or "", re.M)
