@@ -37,6 +37,7 @@ from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import Outcome
 from tests.agent.ipxe.conftest import Fetched, LoopbackFetcher
 from tests.agent.ipxe.test_corpus import UUID
+from tests.agent.trust.cases import CASES as SIGNATURE_CASES
 from tests.lib import cpio, ipxe, netlab, run_script, x86_stubs
 from tests.lib.httpd import vhost_path
 from tests.lib.images import ImageError, image_set
@@ -591,3 +592,77 @@ def test_digests_and_imgextract_as_in_ipxe(tmp_path: Path) -> None:
         agent = run_script.run(net.lab.ns, f"{ipxe.HTTP_BASE}/images.ipxe", NETWORKED_IDENTITY)
     assert agent.status == 3, agent.stderr
     assert agent.printed == _ipxe_output(run)
+
+
+# --- imgverify and imgtrust: real signatures --------------------------------------------------
+
+TRUST_BASE = f"{ipxe.HTTP_BASE}/t"
+HELLO = b"#!ipxe\necho hello from a signed script\n"
+
+
+# First, before any signature has shown iPXE the root: its certificate store
+# keeps every certificate it parses, so the same signature verifies later.
+IMGVERIFY_ORDER = ["root-not-in-signature", *SIGNATURE_CASES, "root-not-in-signature"]
+
+
+def _imgverify_script() -> str:
+    lines = ["#!ipxe"]
+    for name in IMGVERIFY_ORDER:
+        case = SIGNATURE_CASES[name]
+        image = "tampered.bin" if case.tampered else "image.bin"
+        signer = f"--signer {case.signer_name} " if case.signer_name else ""
+        lines += [f"imgverify {signer}{TRUST_BASE}/{image} {TRUST_BASE}/{name}.sig "
+                  f"&& echo {name} verified || echo {name} refused", "imgfree"]
+    lines += [
+        # imgtrust: nothing unverified is executed, scripts included.
+        "imgtrust",
+        f"chain {TRUST_BASE}/hello.ipxe && echo unverified-ran || echo unverified-refused",
+        f"imgfetch {TRUST_BASE}/hello.ipxe",
+        f"imgverify hello.ipxe {TRUST_BASE}/hello.ipxe.sig && chain hello.ipxe",
+        "imgtrust --allow && echo allowed-again",
+        f"chain {TRUST_BASE}/tampered.bin.ipxe && echo unverified-ran-now",
+        "imgtrust --permanent && echo permanent",
+        "imgtrust --allow || echo still-required",
+        "imgtrust && echo requiring-is-fine",
+        "echo end",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.netns
+def test_imgverify_and_imgtrust_as_in_ipxe(tmp_path: Path, signatures: Any) -> None:
+    # The reference iPXE trusts the tests' root CA only (TRUST=); the agent
+    # is told the same root's fingerprint (run-script --trust). Each case of
+    # tests/agent/trust/cases.py, then imgtrust's rules.
+    netlab.require_netns("dnsmasq")
+    lkrn = ipxe.require_reference_lkrn()
+    hello = tmp_path / "hello.ipxe"
+    hello.write_bytes(HELLO)
+    pki = signatures.pki
+    files = {f"t/{name}.sig": path.read_bytes() for name, path in signatures.files.items()}
+    files.update({
+        "t/image.bin": signatures.data.read_bytes(), "t/tampered.bin": signatures.tampered
+        .read_bytes(), "t/hello.ipxe": HELLO, "t/tampered.bin.ipxe": HELLO + b"echo changed\n",
+        "t/hello.ipxe.sig": pki.sign(hello, signatures.issued["signer"],
+                                     [signatures.issued["intermediate"], pki.root],
+                                     tmp_path / "hello.ipxe.sig").read_bytes(),
+    })
+    script = _imgverify_script()
+    run = ipxe.run_ipxe_script(script, tmp_path=tmp_path / "ipxe", lkrn=lkrn, files=files)
+    assert run.succeeded and run.lines[-1] == "end", run.lines
+    with ipxe.ipxe_network(tmp_path / "agent", files={**files, "t/s.ipxe": script.encode()}) as net:
+        agent = run_script.run(net.lab.ns, f"{TRUST_BASE}/s.ipxe", NETWORKED_IDENTITY,
+                               extra=["--trust", pki.root.fingerprint])
+    assert agent.status == 3, agent.stderr
+    expected = [f"{name} {'verified' if SIGNATURE_CASES[name].refusal is None else 'refused'}"
+                for name in IMGVERIFY_ORDER]
+    # After the first, the root is in the store (an earlier signature carried it).
+    expected = [expected[0]] + [line.replace("root-not-in-signature refused",
+                                             "root-not-in-signature verified")
+                                for line in expected[1:]]
+    assert _ipxe_output(run)[:len(expected)] == expected
+    assert agent.printed == _ipxe_output(run)
+    assert agent.printed[len(expected):] == [
+        "unverified-refused", "hello from a signed script", "allowed-again", "hello from a "
+        "signed script", "changed", "unverified-ran-now", "permanent", "still-required",
+        "requiring-is-fine", "end"]

@@ -1,8 +1,10 @@
-"""imgextract's paths (ramboot_agent/ipxe/image_commands.py), with real HTTP.
+"""imgextract's paths and imgverify/imgtrust (ramboot_agent/ipxe/image_commands.py), with
+real HTTP.
 
-What real iPXE prints for the common ones is compared in test_differential.py
-(test_digests_and_imgextract_as_in_ipxe); these cover the rest: every way an
-archive can be bad, the RAM-disk bound, a large expansion, trust.
+What real iPXE does for the common ones is compared in test_differential.py
+(test_digests_and_imgextract_as_in_ipxe, test_imgverify_and_imgtrust_as_in_ipxe);
+these cover the rest: every way an archive can be bad, the RAM-disk bound, a
+large expansion, trust carried over, what a refusal says.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import image_commands
+from ramboot_agent.trust import roots
 
 PAYLOAD = b"ramboot " * 4096
 
@@ -109,3 +112,55 @@ def test_an_extracted_script_runs_and_trust_carries_over(make_harness: Any, http
     assert harness.lines == ["from the archive"]
     (extracted,) = _images(harness)
     assert extracted.is_script and extracted.trusted and extracted.url == f"{base}/next.ipxe.gz"
+
+
+# --- imgverify and imgtrust ----------------------------------------------------------------------
+
+
+def _serve_signed(root: Path, signatures: Any) -> None:
+    _serve(root, {"image.bin": signatures.data.read_bytes(),
+                  "good.sig": signatures.files["good"].read_bytes(),
+                  "expired.sig": signatures.files["expired"].read_bytes(),
+                  "unsigned.ipxe": b"#!ipxe\necho ran\n"})
+
+
+def _trusting(signatures: Any) -> Any:
+    fingerprint = signatures.pki.root.fingerprint
+    return lambda: roots.build(fingerprint, trust_dir=Path("/nonexistent"))
+
+
+def test_imgverify_marks_the_image_trusted_and_drops_the_signature(
+        make_harness: Any, http_root: Any, signatures: Any) -> None:
+    root, base = http_root
+    _serve_signed(root, signatures)
+    harness = make_harness(trust=_trusting(signatures))
+    harness.run(f"#!ipxe\nimgfetch {base}/image.bin\nimgverify image.bin {base}/good.sig\n"
+                "imgstat image.bin\n")
+    assert harness.lines == [f"image.bin : {len(signatures.data.read_bytes())} bytes [TRUSTED]"]
+    assert _names(harness) == ["image.bin"]  # no --keep: the signature is gone
+
+
+def test_a_refused_signature_names_image_signature_reason_and_roots(
+        make_harness: Any, http_root: Any, signatures: Any) -> None:
+    root, base = http_root
+    _serve_signed(root, signatures)
+    harness = make_harness(trust=_trusting(signatures))
+    with pytest.raises(ScriptError) as error:
+        harness.run(f"#!ipxe\nimgverify --keep {base}/image.bin {base}/expired.sig\n")
+    assert error.value.line == 2
+    assert error.value.message.startswith(
+        "imgverify: image.bin: signature expired.sig rejected: CN=expired expired on 2021-01-01")
+    assert "(trusted roots: ramboot.trust= (1 fingerprints))" in error.value.message
+    assert not harness.interpreter.images.find("image.bin").trusted
+
+
+def test_imgtrust_refuses_to_execute_what_is_not_verified(
+        make_harness: Any, http_root: Any, signatures: Any) -> None:
+    root, base = http_root
+    _serve_signed(root, signatures)
+    harness = make_harness(trust=_trusting(signatures))
+    harness.run(f"#!ipxe\nimgtrust\nchain {base}/unsigned.ipxe || echo refused\n"
+                "imgtrust --allow --permanent\nchain unsigned.ipxe\n"
+                "imgtrust || echo allowing-is-permanent\n")
+    assert harness.lines == ["refused", "ran", "allowing-is-permanent"]
+    assert harness.recorder.boots == []

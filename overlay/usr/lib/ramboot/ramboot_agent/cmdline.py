@@ -37,6 +37,7 @@ class Settings:
     dhcp_timeout: float = 60.0
     interfaces: tuple[str, ...] = ()
     ssh_authorized_keys: str | None = None
+    trust: str | None = None  # imgverify's trusted root fingerprints (trust/roots.py)
     bootif: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -157,6 +158,18 @@ def _text(key: str, value: str | None) -> str:
     return _required(key, value)
 
 
+def _trust(key: str, value: str | None) -> str:
+    from ramboot_agent.trust import TrustError  # noqa: PLC0415
+    from ramboot_agent.trust.roots import parse_fingerprints  # noqa: PLC0415
+
+    text = _required(key, value)
+    try:
+        parse_fingerprints(text)
+    except TrustError as error:
+        raise ConfigError(f"{key}={text!r}: {error}") from None
+    return text
+
+
 # `ramboot.<key>` -> (Settings field, parser)
 KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "url": ("url", _url),
@@ -171,6 +184,7 @@ KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "dhcp_timeout": ("dhcp_timeout", _seconds),
     "iface": ("interfaces", _interfaces),
     "ssh_authorized_keys": ("ssh_authorized_keys", _text),
+    "trust": ("trust", _trust),
 }
 
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ramboot_agent.errors import AgentError, BootError, FetchError, ScriptError
 from ramboot_agent.ipxe import uri
@@ -48,6 +48,10 @@ from ramboot_agent.ipxe.status import (
 )
 from ramboot_agent.kexec import BootSpec
 from ramboot_agent.plan.load import is_plan
+
+if TYPE_CHECKING:
+    from ramboot_agent.trust.roots import TrustStore
+    from ramboot_agent.trust.x509 import Certificate
 
 log = logging.getLogger("ramboot")
 
@@ -98,6 +102,7 @@ class Interpreter:
         interface: str | None = None,
         clock_setter: Callable[[str], None] | None = None,
         plan_runner: Callable[[bytes, str], Outcome] | None = None,
+        trust: Callable[[], TrustStore] | None = None,
     ) -> None:
         self.settings = settings
         self.fetcher = fetcher
@@ -122,7 +127,13 @@ class Interpreter:
         self._failure: ScriptError | None = None
         # Set by `exit`; cleared by any other failure and when a chain returns.
         self._exit_request: LocalBoot | None = None
-        self.trusted_only = False  # imgtrust: boot only images imgverify checked
+        self.trusted_only = False  # imgtrust: execute only images imgverify checked
+        self.trust_permanent = False  # imgtrust --permanent: no changing it again
+        self._trust_factory = trust
+        self._trust: TrustStore | None = None
+        # Every certificate a signature carried: later chains may use them, as
+        # iPXE's certificate store keeps what it parsed.
+        self.certificates: list[Certificate] = []
         # iPXE's current working URI: the running script's (final) URL.
         settings.define_dynamic("builtin", "cwuri", self._cwuri, "string")
         settings.define_dynamic("builtin", "cwduri", self._cwduri, "string")
@@ -316,6 +327,21 @@ class Interpreter:
 
         run_ntpd(server)
 
+    def trust_store(self) -> TrustStore:
+        """The trusted roots for imgverify, built at its first use (trust/roots.py)."""
+        if self._trust is None:
+            if self._trust_factory is not None:
+                self._trust = self._trust_factory()
+            else:
+                from ramboot_agent.trust import roots  # noqa: PLC0415
+
+                self._trust = roots.build(None)
+        return self._trust
+
+    def remember_certificates(self, certificates: list[Certificate]) -> None:
+        known = {certificate.raw for certificate in self.certificates}
+        self.certificates += [cert for cert in certificates if cert.raw not in known]
+
     def has_lease(self) -> bool:
         return self.settings.has_block("net0.dhcp")
 
@@ -380,6 +406,10 @@ class Interpreter:
 
     def execute(self, image: Image, *, replace: bool = False) -> None:
         """``chain``/``boot``: run a script or a plan, or boot a kernel (never returns)."""
+        if self.trusted_only and not image.trusted:
+            # iPXE's image_exec: with imgtrust, nothing unverified runs, scripts included.
+            raise CommandFailed(f"{image.name}: not trusted (imgtrust is on and no imgverify "
+                                "checked this image)")
         if image.is_plan:
             self.run_plan(image)
         if image.is_script:
@@ -394,9 +424,6 @@ class Interpreter:
                 raise CommandFailed(message, status)
             self._exit_request = None  # a chained script's `exit 0` only returns
             return
-        if self.trusted_only and not image.trusted:
-            raise CommandFailed(f"{image.name}: not trusted (imgtrust is on and no imgverify "
-                                "checked this image)")
         self.check_kernel(image)
         initrds, unmatched = self.images.initrds_for(image)
         if unmatched:
