@@ -249,11 +249,14 @@ def run_ipxe_script(
     timeout: float = 60,
     lkrn: Path | None = None,
     dns: Mapping[str, str] | None = None,
+    keys: Sequence[tuple[str, str]] = (),
 ) -> IpxeRun:
     """Run `script_text` in iPXE; see the module docstring for what is returned.
 
     `lkrn` is the iPXE to run (default: trixie's; require_reference_lkrn()
-    for the reference build); `dns` as in ipxe_network.
+    for the reference build); `dns` as in ipxe_network; `keys`: (regex,
+    text) pairs: wait for regex on the console, then type text (the BIOS
+    serial console is also its keyboard).
 
     network=True: the guest has an e1000 NIC (MAC GUEST_MAC) on a tap lab with
     dnsmasq (extra args `dhcp_options`, e.g. "--dhcp-option-force=224,http://..."
@@ -287,6 +290,9 @@ def run_ipxe_script(
             ipxe_argv(lkrn, workdir, initrd=script, cmdline=cmdline, extra=nic),
             workdir / "console.log", namespace,
         ))
+        for pattern, text in keys:
+            vm.expect(pattern, timeout=timeout)
+            vm.send(text)
         outcome = vm.expect([f"{end}:ok", f"{end}:fail"], timeout=timeout)
         seconds = vm.elapsed
         console = vm.console_text()

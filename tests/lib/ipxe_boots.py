@@ -161,7 +161,7 @@ class IpxeGuest:
         vm.expect(re.escape(f"RB-CASE-{token}"), timeout=timeout)
         for pattern, text in keys:
             vm.expect(pattern, timeout=timeout)
-            vm.child.send(text)
+            vm.send(text)
         patterns: list[Any] = [
             re.escape(x86_stubs.KERNEL_MARKER.decode()),
             re.escape(x86_stubs.DISK_MARKER.decode()) + r"([0-9A-F]{2})",

@@ -293,6 +293,20 @@ exit 1 || echo never
 """
 
 
+LOGIN_SCRIPT = "#!ipxe\necho before\nlogin || echo login-failed [${username}]\necho after\n"
+
+
+def test_login_fails_as_in_ipxe_when_nobody_answers(tmp_path: Path, make_harness: Any) -> None:
+    # iPXE shows its username/password form and waits; Esc (nobody there) is
+    # "Operation canceled". The agent, with no console, fails at once.
+    run = ipxe.run_ipxe_script(LOGIN_SCRIPT, tmp_path=tmp_path, network=False,
+                               keys=[("Password", "\x1b")])
+    form = [line for line in _ipxe_output(run) if line.strip() and "Username" not in line]
+    harness = make_harness(GUEST_IDENTITY)
+    harness.run(LOGIN_SCRIPT)
+    assert harness.lines == form == ["before", "login-failed []", "after"]
+
+
 def test_what_the_agent_cannot_do_fails_as_in_ipxe(tmp_path: Path, make_harness: Any) -> None:
     # Unknown commands are "command not found" (printed, caught by ||), SAN
     # URLs fail, sync/shim succeed, `item` alone is allowed; `exit 1` hands
