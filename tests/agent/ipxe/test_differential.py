@@ -34,11 +34,12 @@ from typing import Any
 import pytest
 
 from ramboot_agent.errors import ScriptError
-from ramboot_agent.ipxe import Outcome
+from ramboot_agent.ipxe import Outcome, cpio
 from tests.agent.ipxe.conftest import Fetched, LoopbackFetcher
 from tests.agent.ipxe.test_corpus import UUID
 from tests.agent.trust.cases import CASES as SIGNATURE_CASES
-from tests.lib import cpio, ipxe, netlab, run_script, x86_stubs
+from tests.lib import cpio as newc
+from tests.lib import ipxe, netlab, run_script, x86_stubs
 from tests.lib.httpd import vhost_path
 from tests.lib.images import ImageError, image_set
 from tests.lib.ipxe_boots import GuestMachine, IpxeGuest, chain_and_report
@@ -324,6 +325,7 @@ def test_what_the_agent_cannot_do_fails_as_in_ipxe(tmp_path: Path, make_harness:
 # --- booting: what real iPXE hands a kernel -----------------------------------------------------
 
 BOOT_BASE = f"{ipxe.HTTP_BASE}/boot"
+CPIO_ARGUMENTS = ["/etc/ramboot/config.json mode=600", "/opt/b/file mkdir=-1", "/dir/ mkdir=1"]
 BOOT_SCRIPTS = {
     # netboot.xyz's initrd=initrd.magic names no image: every image is passed.
     "names-nothing": f"#!ipxe\nkernel {BOOT_BASE}/k initrd=initrd.magic quiet\n"
@@ -338,6 +340,11 @@ BOOT_SCRIPTS = {
                        f"initrd {BOOT_BASE}/c.cpio\nimgfree a.cpio\n"
                        "imgargs vmlinuz initrd=two console=ttyS0 mac=${mac} \n"
                        "boot vmlinuz\n",
+    # An initrd with arguments is handed over inside cpio headers naming it.
+    "cpio-wrapped": f"#!ipxe\nkernel {BOOT_BASE}/k quiet\n"
+                    f"initrd {BOOT_BASE}/a.cpio {CPIO_ARGUMENTS[0]}\n"
+                    f"initrd --name two {BOOT_BASE}/b.cpio {CPIO_ARGUMENTS[1]}\n"
+                    f"initrd {BOOT_BASE}/c.cpio {CPIO_ARGUMENTS[2]}\nboot\n",
 }
 
 
@@ -374,7 +381,11 @@ def test_initrds_and_command_line_are_what_bios_ipxe_hands_the_kernel(tmp_path: 
             done = run_script.finish(agent)
             assert got.kind == "kernel" and got.boot is not None, (name, got.lines)
             assert done.status == 0, (name, done.stderr)
-            by_sha = {hashlib.sha256(_initrd(n)).hexdigest(): _initrd(n) for n in "abc"}
+            # Each stand-in as it is, and as the agent wraps it for each argument list.
+            variants = [_initrd(n) for n in "abc"] + [
+                cpio.headers(arguments, len(_initrd(n))) + _initrd(n)
+                for n in "abc" for arguments in CPIO_ARGUMENTS]
+            by_sha = {hashlib.sha256(data).hexdigest(): data for data in variants}
             memory = run_script.combined_initrd([by_sha[sha] for sha in done.initrd_sha256],
                                                 tmp_path / name)
             assert (got.boot.tag, got.boot.cmdline) == (b"k", done.cmdline), name
@@ -407,11 +418,11 @@ REAL_REPORT = re.compile(r"RB-REAL (\w+)=\[([^\]\r\n]*)\]")
 
 
 def _real_files(images: Any) -> dict[str, bytes]:
-    report = cpio.newc({"received": (cpio.DIRECTORY, b""), "sys": (cpio.DIRECTORY, b""),
-                        "init": (cpio.EXECUTABLE, REPORT_INIT.encode()),
-                        "received/report": (cpio.FILE, b"report\n")})
-    extra = cpio.newc({"received": (cpio.DIRECTORY, b""),
-                       "received/extra": (cpio.FILE, b"extra\n")})
+    report = newc.newc({"received": (newc.DIRECTORY, b""), "sys": (newc.DIRECTORY, b""),
+                        "init": (newc.EXECUTABLE, REPORT_INIT.encode()),
+                        "received/report": (newc.FILE, b"report\n")})
+    extra = newc.newc({"received": (newc.DIRECTORY, b""),
+                       "received/extra": (newc.FILE, b"extra\n")})
     return {"real/boot.ipxe": REAL_SCRIPT.encode(), "real/bzImage": images.kernel.read_bytes(),
             "real/second-stage.cpio.gz": images.second_stage.read_bytes(),
             "real/report.cpio": report, "real/extra.cpio": extra}

@@ -431,13 +431,33 @@ class Interpreter:
             log.warning("%s: initrd=%s names no loaded image: booting with every loaded "
                         "initrd, as iPXE does: %s", image.name, ",".join(unmatched),
                         ", ".join(i.name for i in initrds) or "none")
-        spec = BootSpec(kernel=image.path, initrds=[i.path for i in initrds],
+        spec = BootSpec(kernel=image.path, initrds=[self._initrd_file(i) for i in initrds],
                         cmdline=image.cmdline or "")
         try:
             self.booter(spec)
         except BootError as error:
             raise CommandFailed(f"could not boot {image.name}: {error}") from None
         self.finish(Outcome.BOOTED, spec)
+
+    def _initrd_file(self, image: Image) -> Path:
+        """The initrd as iPXE hands it over: with arguments (`initrd URL /path mode=600`)
+        wrapped in the cpio headers that name it (ipxe/cpio.py)."""
+        from ramboot_agent.ipxe import cpio  # noqa: PLC0415
+
+        prefix = cpio.headers(image.cmdline, image.size)
+        if not prefix:
+            return image.path
+        wrapped = image.path.with_name(image.path.name + ".cpio")
+        try:
+            with wrapped.open("wb") as out, image.path.open("rb") as source:
+                out.write(prefix)
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+        except OSError as error:
+            wrapped.unlink(missing_ok=True)
+            raise CommandFailed(f"cannot wrap {image.name} in cpio: {error.strerror}") from None
+        log.info("%s: passed as %s inside a cpio archive", image.name, image.cmdline)
+        return wrapped
 
     def run_plan(self, image: Image) -> None:
         """A chained provisioning plan: it ends every script, however it ends."""
