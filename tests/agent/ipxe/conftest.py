@@ -19,7 +19,6 @@ import pytest
 from ramboot_agent.errors import FetchError
 from ramboot_agent.ipxe import Interpreter
 from ramboot_agent.ipxe.settings import SettingsStore, build_settings
-from tests.agent.trust.cases import signatures  # noqa: F401 (a fixture for imgverify tests)
 
 CORPUS = Path(__file__).parent / "corpus"
 

@@ -245,7 +245,8 @@ CASES = {
 }
 
 
-def _publish(root: Path, case: Case) -> None:
+def publish(root: Path, case: Case) -> None:
+    """The case's scripts and stand-ins under their vhost paths (tests.lib.httpd)."""
     def put(url: str, data: bytes) -> None:
         target = root / local_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -286,7 +287,7 @@ def test_corpus_script_reaches_the_ipxe_outcome(name: str, tmp_path: Path,
                                                 http_root: tuple[Path, str]) -> None:
     case = CASES[name]
     root, base = http_root
-    _publish(root, case)
+    publish(root, case)
     result, recorder, lines = _run(case, tmp_path, base)
     assert result.outcome is case.expect, lines
     if case.expect is Outcome.BOOTED:
@@ -315,7 +316,7 @@ def test_warewulf_localdisk_on_efi_fails_at_sleep_10s_as_ipxe_does(
     root, base = http_root
     case = Case("warewulf/localdisk.ipxe", f"{WW}/ipxe/{MAC}", Outcome.EXITED,
                 identity={**PC, "platform": "efi"})
-    _publish(root, case)
+    publish(root, case)
     with pytest.raises(ScriptError) as error:
         _run(case, tmp_path, base)
     assert "sleep" in error.value.message and "10s" in error.value.message

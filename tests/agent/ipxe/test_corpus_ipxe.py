@@ -50,7 +50,7 @@ from tests.lib.ipxe_boots import GuestMachine, IpxeGuest, chain_and_report
 from tests.lib.ipxe_boots import Outcome as IpxeOutcome
 from tests.lib.run_script import AgentRun
 
-from .test_corpus import CASES, CORPUS, UUID, Case, local_path, stand_in_initrd, stand_in_kernel
+from .test_corpus import CASES, UUID, Case, publish, stand_in_initrd, stand_in_kernel
 
 pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.slow]
 
@@ -135,22 +135,8 @@ def driver_script(case: Case, token: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish(root: Path, case: Case) -> None:
-    """The case's scripts and stand-ins, under their vhost paths (as test_corpus._publish)."""
-    def put(url: str, data: bytes) -> None:
-        target = root / local_path(url)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-
-    for url, corpus in {case.url: case.script, **case.scripts}.items():
-        put(url, (CORPUS / corpus).read_bytes())
-    if case.kernel:
-        put(case.kernel, stand_in_kernel(case.kernel))
-    for url in case.initrds:
-        put(url, stand_in_initrd(url))
-
-
 def unpublish(root: Path) -> None:
+    """Empty the served tree (the next case publishes its own)."""
     for host in root.iterdir():
         for path in sorted(host.rglob("*"), reverse=True):
             if path.is_file():
@@ -180,7 +166,7 @@ def _requests(entries: list[dict[str, Any]], client: str) -> list[str]:
 
 def _run_machine(cases: list[IpxeCase], machine: GuestMachine, workdir: Path,
                  lkrn: Path) -> dict[str, Result]:
-    """Every case in the agent, then in one iPXE guest reset between cases."""
+    """Each case in the agent and, meanwhile, in one iPXE guest reset between cases."""
     results: dict[str, Result] = {}
     workdir.mkdir(parents=True)
     root = workdir / "http"

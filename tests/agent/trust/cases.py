@@ -3,8 +3,8 @@
 Each signature case says what the agent must conclude: None (it verifies)
 or the words its refusal must contain. test_cms.py checks the agent's
 verifier on each; test_differential.py runs them in the reference iPXE,
-which trusts the same root, and in the agent. The `signatures` fixture is
-imported by the conftest.py of both.
+which trusts the same root, and in the agent. tests/agent/conftest.py
+makes `signatures` a fixture for both (built once per session).
 """
 
 from __future__ import annotations
