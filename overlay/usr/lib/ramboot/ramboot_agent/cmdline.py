@@ -46,6 +46,7 @@ class Settings:
     interfaces: tuple[str, ...] = ()
     ssh_authorized_keys: str | None = None
     ntp_servers: tuple[str, ...] = ()
+    trust: str | None = None  # imgverify's trusted root fingerprints (trust/roots.py)
     bootif: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
     # The `ramboot.*` parameters it did not know, as written (for tools: the
@@ -220,6 +221,18 @@ def _text(key: str, value: str | None) -> str:
     return _required(key, value)
 
 
+def _trust(key: str, value: str | None) -> str:
+    from ramboot_agent.trust import TrustError  # noqa: PLC0415
+    from ramboot_agent.trust.roots import parse_fingerprints  # noqa: PLC0415
+
+    text = _required(key, value)
+    try:
+        parse_fingerprints(text)
+    except TrustError as error:
+        raise ConfigError(f"{key}={text!r}: {error}") from None
+    return text
+
+
 # `ramboot.<key>` -> (Settings field, parser)
 KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "url": ("url", _url),
@@ -235,6 +248,7 @@ KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "iface": ("interfaces", _interfaces),
     "ssh_authorized_keys": ("ssh_authorized_keys", _text),
     "ntp": ("ntp_servers", _hosts),
+    "trust": ("trust", _trust),
 }
 
 
