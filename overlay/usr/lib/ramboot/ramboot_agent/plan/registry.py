@@ -11,7 +11,9 @@ if TYPE_CHECKING:
 # action name -> "module:class"; each class is an ActionKind.
 KINDS = {
     "kexec": "ramboot_agent.plan.actions.kexec:KexecUrls",
+    "netroot": "ramboot_agent.plan.actions.netroot:Netroot",
     "poweroff": "ramboot_agent.plan.actions.power:Poweroff",
+    "ramroot": "ramboot_agent.plan.actions.ramroot:Ramroot",
     "reboot": "ramboot_agent.plan.actions.power:Reboot",
     "shell": "ramboot_agent.plan.actions.power:Shell",
 }
