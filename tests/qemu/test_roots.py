@@ -11,6 +11,7 @@ written to the export.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import pytest
 from tests.lib.httpd import start_httpd
 from tests.lib.images import ImageSet
 from tests.lib.netlab import SERVER_IP, Namespace, kea_config, require_netns, start_kea, tap_lab
-from tests.lib.qemu import Qemu, require_qemu, tap_nic_argv, x86_64_argv
+from tests.lib.qemu import Qemu, poll_until, require_qemu, tap_nic_argv, x86_64_argv
 from tests.lib.roots import (
     ROOT_MARKER,
     busybox_root,
@@ -129,7 +130,7 @@ def check_new_root(report: dict[str, str], *, action: str, root: str,
 
 def check_events(lab: Lab, *, action: str) -> list[dict[str, Any]]:
     received = lab.events()
-    names = [str(e["event"]) for e in received]
+    names = [str(e["event"]) for e in received if e["event"] not in ("progress", "fetch")]
     assert names[-5:] == ["action-start", "root-ready", "action-done", "plan-done", "booted"], \
         names
     done, plan_done, booted = received[-3:]
@@ -211,6 +212,8 @@ def test_ramroot_from_http(x86_64_images: ImageSet, tmp_path: Path, kind: str) -
         received = check_events(lab, action="ramroot")
         ready = next(e for e in received if e["event"] == "root-ready")
         assert ready["details"]["image_format"] == kind.split("-", maxsplit=1)[0]
+        fetched = next(e for e in received if e["event"] == "fetch")
+        assert fetched["details"]["bytes"] == image.stat().st_size
 
 
 # --- (d) a persistent overlay on a local partition ---------------------------------------------
@@ -268,6 +271,53 @@ def test_the_nbd_server_going_away_mid_boot_fails_into_the_rescue_shell(
             assert shell.run_check("cat /sys/block/nbd0/size") == ["0"]
 
 
+def test_the_nfs_server_going_away_mid_boot_fails_into_the_rescue_shell(
+        x86_64_images: ImageSet, tmp_path: Path) -> None:
+    with roots_lab(tmp_path) as lab:
+        export = busybox_root(x86_64_images, tmp_path / "export")
+        start_ganesha(lab.ns, export, tmp_path)
+        document = plan({"action": "netroot", "root": f"nfs://{SERVER_IP}/srv/root",
+                         "timeout": 90})
+        with guest(lab, x86_64_images, document) as vm:
+            vm.expect_exact("mounted 192.0.2.1:/srv/root on /run/ramboot/root/lower",
+                            timeout=300)
+            # A hard NFS mount whose server is silent blocks every access: the agent's
+            # own steps run in killable children bounded by the action's time.
+            lab.ns.ip("link", "set", lab.tap, "down")
+            text = expect_failure(vm, timeout=240)
+            assert "plan actions[0] (netroot)" in text
+            shell = vm.shell(timeout=60)
+            assert shell.run_check("grep -c ' /newroot\\| /run/ramboot/root' /proc/mounts "
+                                   "|| true") == ["0"]
+
+
+def test_the_http_server_going_away_mid_download_fails_into_the_rescue_shell(
+        x86_64_images: ImageSet, tmp_path: Path) -> None:
+    with roots_lab(tmp_path) as lab:
+        tree = busybox_root(x86_64_images, tmp_path / "tree")
+        # Incompressible, so the download lasts long enough to be cut.
+        (tree / "payload").write_bytes(os.urandom(32 << 20))
+        images = tmp_path / "images"
+        images.mkdir()
+        image = squashfs_image(tree, images / "root.squashfs")
+        http_log = tmp_path / "images-http.jsonl"
+        server = start_httpd(lab.ns, bind=SERVER_IP, port=HTTP_PORT + 2, root=images,
+                             log_path=http_log, drop_after={"/root.squashfs": 65536})
+        document = plan({"action": "ramroot",
+                         "url": f"http://{SERVER_IP}:{HTTP_PORT + 2}/root.squashfs",
+                         "digest": f"sha256:{file_digest(image)}", "size": "128MiB"})
+        with guest(lab, x86_64_images, document) as vm:
+            poll_until(lambda: http_log.exists() and '"drop"' in http_log.read_text(),
+                       timeout=300, what="the image download to start")
+            server.terminate()  # gone mid-download: the resumes find nobody
+            text = expect_failure(vm, timeout=240)
+            assert "root.squashfs" in text and "gave up after" in text
+            shell = vm.shell(timeout=60)
+            assert shell.run_check("grep -c ' /run/ramboot/root' /proc/mounts || true") == ["0"]
+        failure = [e for e in lab.events() if e["event"] == "failure"]
+        assert failure and failure[-1]["details"]["action"] == "ramroot"
+
+
 def test_a_root_without_its_init_fails_with_the_reason(
         x86_64_images: ImageSet, tmp_path: Path) -> None:
     with roots_lab(tmp_path) as lab:
@@ -282,6 +332,16 @@ def test_a_root_without_its_init_fails_with_the_reason(
             shell = vm.shell(timeout=60)
             assert shell.run_check("grep -c ' /newroot\\| /run/ramboot/root' /proc/mounts "
                                    "|| true") == ["0"]
+            # PID 1's own check: a request naming a missing init leaves init running
+            # the RAM system again (a rescue shell), not a kernel panic.
+            shell.run_check("mkdir -p /newroot && mount -t tmpfs tmpfs /newroot && "
+                            "mkdir /newroot/dev /newroot/proc /newroot/sys /newroot/run && "
+                            "printf 'newroot=/newroot\\ninit=/sbin/init\\n' "
+                            "> /run/ramboot/switch-root.request")
+            vm.sendline("kill -QUIT 1")
+            vm.expect_exact("cannot switch to the new root: /sbin/init is missing", timeout=120)
+            vm.expect_exact("ramboot: the switch to the new root failed", timeout=120)
+            vm.expect_exact("ramboot rescue shell (", timeout=60)
         failure = [e for e in lab.events() if e["event"] == "failure"]
         assert failure and failure[-1]["details"]["action"] == "ramroot"
         assert "/sbin/init does not exist" in failure[-1]["details"]["reason"]

@@ -28,6 +28,8 @@ INSPECT_TIMEOUT = 60.0
 FINDFS_TIMEOUT = 10.0
 # Filesystems overlayfs accepts as its upper layer (xattrs, d_type, tmpfiles).
 UPPER_FILESYSTEMS = ("btrfs", "ext2", "ext3", "ext4", "f2fs", "tmpfs", "xfs")
+# Loaded before mounting a local partition, where the kernel has them as modules.
+DISK_FILESYSTEMS = ("ext4", "xfs", "btrfs", "f2fs")
 MOVED_TREES = ("dev", "proc", "sys", "run")
 ROOT_MARKER = "root"  # in the persistent layer's directory: which root it was made over
 
@@ -53,6 +55,7 @@ def writable_layer(mounts: Mounts, layout: Layout, overlay: Overlay, root: str) 
     else:
         assert overlay.partition is not None
         device = find_partition(mounts.ctx, overlay.partition, overlay.wait)
+        mounts.modprobe(*DISK_FILESYSTEMS)
         mounts.mount(device, layout.rw, options=["rw"])
         fstype = fstype_of(layout.rw)
         if fstype not in UPPER_FILESYSTEMS:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ramboot_agent.plan.context import ActionError, Context
+from ramboot_agent.plan.context import ActionError, ActionTimeout, Context
 
 log = logging.getLogger("ramboot.roots")
 
@@ -99,7 +99,11 @@ class Mounts:
         if options:
             argv += ["-o", ",".join(options)]
         argv += [source, str(target)]
-        self.ctx.run_tool(argv, timeout=timeout)
+        try:
+            self.ctx.run_tool(argv, timeout=timeout)
+        except ActionTimeout as error:
+            raise ActionTimeout(f"mounting {source} on {target}: {error} (is its server "
+                                "answering?)") from None
         log.info("mounted %s on %s", source, target)
         self.on_undo(f"unmount {target}", lambda: self.unmount(target))
 

@@ -20,7 +20,7 @@ from ramboot_agent.roots.layout import Layout
 from ramboot_agent.roots.mounts import Mounts, mounted_below
 
 # Filesystems an NBD root may hold (modules loaded when the kernel has them so).
-NBD_FILESYSTEMS = ("ext4", "xfs", "btrfs", "squashfs", "erofs")
+NBD_FILESYSTEMS = (*layers.DISK_FILESYSTEMS, "squashfs", "erofs")
 DEFAULT_IO_TIMEOUT = 60.0
 
 
