@@ -78,7 +78,8 @@ def check_init_can_switch(layout: Layout, proc: Path = Path("/proc")) -> None:
     try:
         lines = [line.strip() for line in layout.inittab.read_text().splitlines()]
     except OSError as error:
-        raise ActionError(f"cannot read {layout.inittab}: {error.strerror}") from None
+        raise ActionError(f"init cannot switch to another root here: {layout.inittab}: "
+                          f"{error.strerror} (is this ramboot's RAM system?)") from None
     if wanted not in lines:
         raise ActionError(f"init cannot switch to another root here: {layout.inittab} has no "
                           f"'{wanted}' line (is this ramboot's RAM system?)")

@@ -63,8 +63,10 @@ def filesystems(proc: Path = Path("/proc/filesystems")) -> set[str]:
 class Mounts:
     """The mounts and devices one action made; `undo()` takes them down, newest first."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *,
+                 proc_filesystems: Path = Path("/proc/filesystems")) -> None:
         self.ctx = ctx
+        self.proc_filesystems = proc_filesystems
         self._undo: list[tuple[str, Callable[[], None]]] = []
 
     def on_undo(self, what: str, step: Callable[[], None]) -> None:
@@ -84,7 +86,7 @@ class Mounts:
                 return
 
     def require_filesystem(self, name: str, config: str) -> None:
-        known = filesystems()
+        known = filesystems(self.proc_filesystems)
         if known and name not in known:
             raise ActionError(f"this kernel cannot mount {name} filesystems "
                               f"({config} is not set and there is no {name} module)")
