@@ -20,6 +20,16 @@ if [ ! -d "${AGENT_DIR}" ]; then
 	exit 1
 fi
 
+# nbd-client must configure NBD over netlink and exit (docs/roots.md): one
+# built without libnl stays behind to serve the device, and init ends it,
+# with the root on it, at the switch to an NBD root. Buildroot's nbd finds
+# libnl only when libnl happens to be built first.
+NBD_CLIENT="${TARGET_DIR}/usr/sbin/nbd-client"
+if [ -f "${NBD_CLIENT}" ] && ! grep -q "libnl-genl-3" "${NBD_CLIENT}"; then
+	echo "post-build: ${NBD_CLIENT} was built without netlink (libnl)" >&2
+	exit 1
+fi
+
 config_set() {
 	grep -qx "${1}=y" "${BR2_CONFIG}"
 }

@@ -26,7 +26,9 @@ COMPRESSIONS = (
 FORMATS = ("squashfs", "tar", "cpio")
 # What `head` must hold to tell the formats apart (tar's magic is at 257).
 HEAD_SIZE = 512
-TOOLS = {"gzip": "gzip", "xz": "xz", "zstd": "zstd", "bzip2": "bzip2"}
+# The programs, and how they decompress to stdout (busybox has bunzip2, not bzip2).
+TOOLS = {"gzip": ("gzip", "-dc"), "xz": ("xz", "-dc"), "zstd": ("zstd", "-dc"),
+         "bzip2": ("bunzip2", "-c")}
 TOOL_EXIT_TIMEOUT = 30.0
 
 
@@ -85,11 +87,12 @@ def open_image(path: Path, compression: str, *, whole: bool = True) -> Iterator[
         with stream:
             yield stream
         return
-    tool = shutil.which(TOOLS[compression])
+    program, *flags = TOOLS[compression]
+    tool = shutil.which(program)
     if tool is None:
         raise ArchiveError(f"cannot decompress {compression}: this Python has no module "
-                           f"for it and there is no {TOOLS[compression]} program")
-    process = subprocess.Popen([tool, "-dc", str(path)], stdout=subprocess.PIPE,
+                           f"for it and there is no {program} program")
+    process = subprocess.Popen([tool, *flags, str(path)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     assert process.stdout is not None
     finished = False
@@ -107,7 +110,7 @@ def open_image(path: Path, compression: str, *, whole: bool = True) -> Iterator[
             _, errors = process.communicate()
         if finished and process.returncode != 0:
             message = errors.decode(errors="replace").strip()[-500:]
-            raise ArchiveError(f"{TOOLS[compression]} -dc failed with status "
+            raise ArchiveError(f"{' '.join(TOOLS[compression])} failed with status "
                                f"{process.returncode}: {message or 'no output'}")
 
 
