@@ -100,7 +100,7 @@ INIT_ARGS = st.lists(st.sampled_from(["-g", "daemon off;", "", "a\nb", 3]), max_
 OPTIONS = st.sampled_from(["vers=3", "ro,noatime", "rw", "rw,vers=4.1", "a b", "x;y", "", "rw=1"])
 LABEL_REFS = st.one_of(
     st.fixed_dictionaries({}, optional={
-        "label": st.sampled_from(["rb-persist", "a/b", ""]),
+        "label": st.sampled_from(["rb-persist", "a/b", "", "rb-persist\n"]),
         "partuuid": st.sampled_from(["0fc63daf-8483", "xyz"]),
         "number": st.just(2), "disk": st.just("main")}),
     st.just("rb-persist"))
@@ -124,12 +124,13 @@ MOUNTS = st.lists(st.one_of(
 NETROOTS = st.fixed_dictionaries({"action": st.just("netroot"), "root": st.sampled_from([
     "nfs://192.0.2.1/srv/root", "nfs://srv:2049/", "nfs://[fd00::1]/x", "nfs://srv/a/../b",
     "nbd://192.0.2.1/root", "nbd://srv:10809", "nbd://srv:99999/x", "nbds://srv/x",
-    "http://srv/x", "nfs://srv/a b", "nfs://-srv/x"])}, optional={
+    "http://srv/x", "nfs://srv/a b", "nfs://-srv/x", "nfs://srv/x\n"])}, optional={
     "overlay": OVERLAYS, "init": INITS, "init_args": INIT_ARGS, "mount_options": OPTIONS,
     "partition": st.sampled_from([1, 16, 17, "1"]), "io_timeout": st.sampled_from([0, 30.5, -1]),
     "mounts": MOUNTS})
 RAMROOTS = st.fixed_dictionaries({"action": st.just("ramroot"), "url": st.sampled_from(
-    ["root.squashfs", "https://h/r.tar.zst", "http://h/r.cpio", "tftp://h/r", "gopher://h"]),
+    ["root.squashfs", "https://h/r.tar.zst", "http://h/r.cpio", "tftp://h/r", "gopher://h",
+     "http://h/r\n"]),
     "digest": DIGESTS}, optional={"size": TMPFS_SIZES,
     "format": st.sampled_from(["squashfs", "tar", "cpio", "zip"]), "init": INITS,
     "init_args": INIT_ARGS, "mounts": MOUNTS, "overlay": st.just("tmpfs")})
@@ -162,22 +163,28 @@ def test_agent_and_schema_agree_on_generated_plans(document: dict[str, Any]) -> 
         assert agent_accepts(document) == schema_accepts(document), json.dumps(document)
 
 
+def anchored(pattern: str) -> str:
+    """The schema's form of an agent pattern: `(?!\\n)$` ends the string both in
+    ECMA-262 and in Python's re, where a bare `$` also matches before a final newline."""
+    return f"^{pattern}(?!\\n)$"
+
+
 def test_the_schema_patterns_are_the_agents_own() -> None:
     """Copied character for character from roots/keys.py (the schema was generated from it)."""
     from ramboot_agent.roots import keys
 
     defs = SCHEMA["$defs"]
     root = defs["action-netroot"]["properties"]["root"]["pattern"]
-    assert root == f"^(({keys.NFS_URL})|({keys.NBD_URL}))$"
-    assert defs["initPath"]["pattern"] == f"^{keys.INIT_PATH}$"
-    assert defs["initArgs"]["items"]["pattern"] == f"^{keys.INIT_ARG}$"
-    assert defs["mountOptions"]["pattern"] == f"^{keys.MOUNT_OPTIONS}$"
-    assert defs["mountTarget"]["pattern"] == f"^{keys.MOUNT_TARGET}$"
-    assert defs["tmpfsSize"]["oneOf"][1]["pattern"] == f"^{keys.RAM_SHARE}$"
+    assert root == anchored(f"(({keys.NFS_URL})|({keys.NBD_URL}))")
+    assert defs["initPath"]["pattern"] == anchored(keys.INIT_PATH)
+    assert defs["initArgs"]["items"]["pattern"] == anchored(keys.INIT_ARG)
+    assert defs["mountOptions"]["pattern"] == anchored(keys.MOUNT_OPTIONS)
+    assert defs["mountTarget"]["pattern"] == anchored(keys.MOUNT_TARGET)
+    assert defs["tmpfsSize"]["oneOf"][1]["pattern"] == anchored(keys.RAM_SHARE)
     partition = defs["overlay"]["oneOf"][2]["properties"]
-    assert partition["directory"]["pattern"] == f"^{keys.RELATIVE_DIR}$"
+    assert partition["directory"]["pattern"] == anchored(keys.RELATIVE_DIR)
     assert defs["extraMounts"]["items"]["oneOf"][1]["properties"]["source"]["pattern"] == \
-        f"^{keys.NFS_URL}$"
+        anchored(keys.NFS_URL)
 
 
 @settings(max_examples=400, deadline=None)
