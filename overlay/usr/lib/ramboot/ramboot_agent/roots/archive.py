@@ -30,6 +30,7 @@ HEAD_SIZE = 512
 TOOLS = {"gzip": ("gzip", "-dc"), "xz": ("xz", "-dc"), "zstd": ("zstd", "-dc"),
          "bzip2": ("bunzip2", "-c")}
 TOOL_EXIT_TIMEOUT = 30.0
+PIPE_BUFFER = 1 << 20  # tarfile reads a pipe in 10 KiB records: serve them from memory
 
 
 class ArchiveError(Exception):
@@ -93,7 +94,8 @@ def open_image(path: Path, compression: str, *, whole: bool = True) -> Iterator[
         raise ArchiveError(f"cannot decompress {compression}: this Python has no module "
                            f"for it and there is no {program} program")
     process = subprocess.Popen([tool, *flags, str(path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               bufsize=PIPE_BUFFER)
     assert process.stdout is not None
     finished = False
     try:

@@ -52,7 +52,12 @@ def unpack_tar(stream: IO[bytes]) -> dict[str, int]:
     if hasattr(tarfile, "fully_trusted_filter"):
         # Contained by the chroot: a root filesystem needs absolute links and devices.
         options["filter"] = "fully_trusted"
-    with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
+    # A file or a Python decompressor can be read in place ("r:", member after
+    # member, never seeking back); a pipe from a decompressing program only as a
+    # stream, whose reads archive.open_image buffers.
+    opened = tarfile.open(fileobj=stream, mode="r:", errorlevel=2) if stream.seekable() \
+        else tarfile.open(fileobj=stream, mode="r|", errorlevel=2)
+    with opened as tar:
         tar.extractall("/", members=counted(tar), numeric_owner=True, **options)  # type: ignore[arg-type]  # noqa: S202
     return counts
 
