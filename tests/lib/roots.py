@@ -151,6 +151,18 @@ def ext4_image(tree: Path, dest: Path, *, size_mb: int = 64, label: str = "root"
     return dest
 
 
+def partitioned_ext4(tree: Path, dest: Path, *, size_mb: int = 64) -> Path:
+    """A disk image: an MBR with one partition (at 1 MiB) holding an ext4 of `tree`."""
+    with dest.open("wb") as image:
+        image.truncate((size_mb + 1) << 20)
+    subprocess.run(["sfdisk", "-q", str(dest)], input=b"start=2048, type=83\n", check=True,
+                   capture_output=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-E", "offset=1048576",
+                    "-d", str(tree), str(dest), f"{size_mb}M"], check=True,
+                   capture_output=True)
+    return dest
+
+
 def empty_ext4(dest: Path, *, size_mb: int, label: str) -> Path:
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", label, str(dest), f"{size_mb}M"],
                    check=True, capture_output=True)

@@ -32,6 +32,7 @@ from tests.lib.roots import (
     empty_ext4,
     ext4_image,
     file_digest,
+    partitioned_ext4,
     plan,
     squashfs_image,
     start_ganesha,
@@ -169,21 +170,28 @@ def test_nfs_root_with_a_tmpfs_overlay(x86_64_images: ImageSet, tmp_path: Path) 
 # --- (b) NBD ------------------------------------------------------------------------------
 
 
-def test_nbd_root_with_a_tmpfs_overlay(x86_64_images: ImageSet, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["filesystem", "partitioned"])
+def test_nbd_root_with_a_tmpfs_overlay(x86_64_images: ImageSet, tmp_path: Path,
+                                       layout: str) -> None:
     with roots_lab(tmp_path) as lab:
         tree = busybox_root(x86_64_images, tmp_path / "tree")
-        image = ext4_image(tree, tmp_path / "root.ext4")
+        action: dict[str, Any] = {"overlay": "tmpfs", "init_args": INIT_ARGS}
+        if layout == "partitioned":  # a whole disk image: the root is its partition 1
+            image = partitioned_ext4(tree, tmp_path / "disk.img")
+            action["partition"] = 1
+        else:
+            image = ext4_image(tree, tmp_path / "root.ext4")
         before = file_digest(image)
         start_nbd_server(lab.ns, image, tmp_path, address=SERVER_IP, name="root")
         root = f"nbd://{SERVER_IP}/root"
-        document = plan({"action": "netroot", "root": root, "overlay": "tmpfs",
-                         "init_args": INIT_ARGS})
+        document = plan({"action": "netroot", "root": root, **action})
         with guest(lab, x86_64_images, document) as vm:
             report = new_root_report(vm)
         check_new_root(report, action="netroot", root=root, root_fs="overlay")
         check_events(lab, action="netroot")
     assert file_digest(image) == before
-    assert debugfs_cat(image, "/written-by-new-root") is None
+    if layout == "filesystem":
+        assert debugfs_cat(image, "/written-by-new-root") is None
 
 
 # --- (c) RAM roots over HTTP ------------------------------------------------------------------

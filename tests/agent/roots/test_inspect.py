@@ -89,3 +89,11 @@ def test_a_read_only_mount_point_that_is_missing(root: Path) -> None:
     (root / "run").write_text("a file where a directory must be")
     [problem] = inspect(root, "/sbin/init", "run")["problems"]  # type: ignore[misc]
     assert problem.startswith("cannot create /run in the new root")
+
+
+def test_a_root_owned_by_nobody_is_refused(root: Path) -> None:
+    """What an NFSv4 export looks like when its server sends user@domain owners."""
+    (root / "sbin/init").symlink_to("/bin/busybox")
+    os.chown(root, 65534, 65534)
+    [problem] = inspect(root, "/sbin/init")["problems"]  # type: ignore[misc]
+    assert problem.startswith("the new root's / is owned by uid 65534 (nobody)")

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable
 
 MAX_SCRIPT_DEPTH = 4
+NOBODY = (65534, 4294967294)  # what an unmappable NFSv4 owner becomes
 HEAD = 4096
 PT_INTERP = 3
 # os.uname().machine -> the ELF e_machine values it runs (its own, and the
@@ -155,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             modes[path] = stat.S_IMODE(os.stat(path).st_mode)
         except OSError as error:
             problems.append(f"cannot create {path} in the new root: {error.strerror}")
+    owner = os.stat("/").st_uid
+    if owner in NOBODY:
+        problems.append(f"the new root's / is owned by uid {owner} (nobody): an NFSv4 server "
+                        "that sends owner names, which the RAM system cannot map; make it "
+                        "send numbers (nfs-ganesha: Only_Numeric_Owners = true)")
     resolved, kind = check_program(args.init, problems)
     print(json.dumps({"init": args.init, "resolved": resolved, "kind": kind, "modes": modes,
                       "problems": problems}))

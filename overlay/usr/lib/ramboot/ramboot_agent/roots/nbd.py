@@ -122,6 +122,10 @@ def attach(mounts: Mounts, url: NbdUrl, *, read_only: bool, io_timeout: float,
         time.sleep(0.1)
     if partition is None:
         return dev / device
+    # The kernel reads the partition table when the device is first opened:
+    # open it, in a child that the device's timeout (or ours) can end.
+    ctx.run_tool(["dd", f"if={dev / device}", "of=/dev/null", "bs=512", "count=1"],
+                 timeout=DEVICE_WAIT + io_timeout, check=False)
     node = dev / f"{device}p{partition}"
     _wait_for(node, ctx, DEVICE_WAIT, f"partition {partition} of {url.describe()} ({node})")
     return node

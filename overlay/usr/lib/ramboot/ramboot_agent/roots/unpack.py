@@ -55,9 +55,11 @@ def unpack_tar(stream: IO[bytes]) -> dict[str, int]:
     # A file or a Python decompressor can be read in place ("r:", member after
     # member, never seeking back); a pipe from a decompressing program only as a
     # stream, whose reads archive.open_image buffers.
-    opened = tarfile.open(fileobj=stream, mode="r:", errorlevel=2) if stream.seekable() \
-        else tarfile.open(fileobj=stream, mode="r|", errorlevel=2)
-    with opened as tar:
+    if stream.seekable():
+        with tarfile.open(fileobj=stream, mode="r:", errorlevel=2) as tar:
+            tar.extractall("/", members=counted(tar), numeric_owner=True, **options)  # type: ignore[arg-type]  # noqa: S202
+        return counts
+    with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
         tar.extractall("/", members=counted(tar), numeric_owner=True, **options)  # type: ignore[arg-type]  # noqa: S202
     return counts
 
