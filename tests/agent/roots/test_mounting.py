@@ -177,3 +177,23 @@ def test_outside_the_ram_system_a_root_is_refused_before_anything(tmp_path: Path
     with pytest.raises(PlanFailed, match="cannot switch to another root here"):
         run_plan(plan, ctx)
     assert ctx.calls == []
+
+
+def test_a_partition_is_found_by_label_once_it_appears(tmp_path: Path) -> None:
+    from ramboot_agent.plan.model import DiskSelector, PartitionRef
+    from ramboot_agent.plan.partitions import find_partition
+
+    tries = []
+
+    def answer(argv: list[str]) -> tuple[int, str]:
+        tries.append(argv)
+        return (0, "/dev/vdb2\n") if len(tries) >= 3 else (1, "")
+
+    ctx = Recorder(tmp_path, answer)
+    assert find_partition(ctx, PartitionRef(label="rb-persist"), 10) == "/dev/vdb2"
+    assert tries == [["findfs", "LABEL=rb-persist"]] * 3
+    never = Recorder(tmp_path, lambda argv: (1, ""))
+    with pytest.raises(ActionError, match=r"no partition with PARTUUID=0fc6 appeared within 1s"):
+        find_partition(never, PartitionRef(partuuid="0fc6"), 1)
+    with pytest.raises(ActionError, match="only by label"):
+        find_partition(never, PartitionRef(disk=DiskSelector(path="/dev/vda"), number=1), 1)

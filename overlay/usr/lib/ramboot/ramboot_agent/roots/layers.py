@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ramboot_agent.plan.context import ActionError, Context
-from ramboot_agent.plan.model import PartitionRef
+from ramboot_agent.plan.partitions import find_partition
 from ramboot_agent.roots import nfs
 from ramboot_agent.roots.helpers import helper_argv
 from ramboot_agent.roots.keys import DEFAULT_TMPFS_SIZE, ExtraMount, Overlay
@@ -25,7 +23,6 @@ from ramboot_agent.roots.mounts import Mounts
 log = logging.getLogger("ramboot.roots")
 
 INSPECT_TIMEOUT = 60.0
-FINDFS_TIMEOUT = 10.0
 # Filesystems overlayfs accepts as its upper layer (xattrs, d_type, tmpfiles).
 UPPER_FILESYSTEMS = ("btrfs", "ext2", "ext3", "ext4", "f2fs", "tmpfs", "xfs")
 # Loaded before mounting a local partition, where the kernel has them as modules.
@@ -90,25 +87,6 @@ def overlay(mounts: Mounts, lower: Path, upper: Upper, target: Path) -> None:
     mounts.require_filesystem("overlay", "CONFIG_OVERLAY_FS")
     mounts.mount("overlay", target, fstype="overlay", options=[
         f"lowerdir={lower}", f"upperdir={upper.upper}", f"workdir={upper.work}"])
-
-
-def find_partition(ctx: Context, ref: PartitionRef, wait: float) -> str:
-    """The device of the partition `ref` names, waiting up to `wait` seconds for it."""
-    tag = next((f"{name.upper()}={getattr(ref, name)}"
-                for name in ("label", "partlabel", "uuid", "partuuid")
-                if getattr(ref, name) is not None), None)
-    if tag is None:
-        raise ActionError(f"cannot look up {ref.describe()} (label, partlabel, uuid or "
-                          "partuuid)")
-    deadline = ctx.clock() + ctx.bound(wait)
-    while True:
-        done = ctx.run_tool(["findfs", tag], timeout=FINDFS_TIMEOUT, check=False)
-        device = done.stdout.strip()
-        if done.returncode == 0 and re.fullmatch(r"/dev/[A-Za-z0-9._/:+-]+", device):
-            return device
-        if ctx.clock() >= deadline:
-            raise ActionError(f"no partition with {tag} appeared within {wait:g}s")
-        time.sleep(0.5)
 
 
 def fstype_of(target: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
