@@ -23,7 +23,14 @@ import pytest
 from tests.lib.httpd import start_httpd
 from tests.lib.images import ImageSet
 from tests.lib.netlab import SERVER_IP, Namespace, kea_config, require_netns, start_kea, tap_lab
-from tests.lib.qemu import Qemu, poll_until, require_qemu, tap_nic_argv, x86_64_argv
+from tests.lib.qemu import (
+    Qemu,
+    aarch64_argv,
+    poll_until,
+    require_qemu,
+    tap_nic_argv,
+    x86_64_argv,
+)
 from tests.lib.roots import (
     ROOT_MARKER,
     busybox_root,
@@ -41,6 +48,7 @@ from tests.lib.roots import (
     tree_digest,
 )
 from tests.qemu.collector import events, start_collector
+from tests.qemu.conftest import image_set_or_fail
 
 pytestmark = [pytest.mark.qemu, pytest.mark.netns, pytest.mark.slow]
 
@@ -92,8 +100,13 @@ def guest(lab: Lab, images: ImageSet, document: bytes, *, disks: tuple[Path, ...
     for index, disk in enumerate(disks):
         extra += ["-drive", f"if=none,id=disk{index},format=raw,file={disk}",
                   "-device", f"virtio-blk-pci,drive=disk{index}"]
-    argv = x86_64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=memory_mb,
-                       append=f"console=ttyS0 quiet ramboot.url={PLAN_URL}", extra=extra)
+    if images.target == "aarch64":
+        argv = aarch64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=memory_mb,
+                            append=f"console=ttyAMA0 quiet ramboot.url={PLAN_URL}",
+                            extra=extra)
+    else:
+        argv = x86_64_argv(kernel=images.kernel, initrd=images.initramfs, memory_mb=memory_mb,
+                           append=f"console=ttyS0 quiet ramboot.url={PLAN_URL}", extra=extra)
     return Qemu(argv, log_path=lab.tmp / log_name, namespace=lab.ns)
 
 
@@ -149,16 +162,20 @@ def check_events(lab: Lab, *, action: str) -> list[dict[str, Any]]:
 # --- (a) NFS ------------------------------------------------------------------------------
 
 
-def test_nfs_root_with_a_tmpfs_overlay(x86_64_images: ImageSet, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["x86_64", "aarch64"])
+def test_nfs_root_with_a_tmpfs_overlay(tmp_path: Path, target: str) -> None:
+    """On both architectures: the aarch64 root is the arm64 image set's busybox."""
+    require_qemu(f"qemu-system-{target}")
+    images = image_set_or_fail(target)
     with roots_lab(tmp_path) as lab:
-        export = busybox_root(x86_64_images, tmp_path / "export")
+        export = busybox_root(images, tmp_path / "export")
         before = tree_digest(export)
         start_ganesha(lab.ns, export, tmp_path)
         root = f"nfs://{SERVER_IP}/srv/root"
         document = plan({"action": "netroot", "root": root,
                          "overlay": {"type": "tmpfs", "size": "64MiB"},
                          "init": "/sbin/init", "init_args": INIT_ARGS})
-        with guest(lab, x86_64_images, document) as vm:
+        with guest(lab, images, document) as vm:
             report = new_root_report(vm)
         check_new_root(report, action="netroot", root=root, root_fs="overlay")
         check_events(lab, action="netroot")
