@@ -69,7 +69,8 @@ class Netroot(ActionKind[NetrootSpec]):
         if "partition" in nodes:
             partition = nodes["partition"].integer(minimum=1, maximum=16)
         if "io_timeout" in nodes:
-            io_timeout = nodes["io_timeout"].number(minimum=0, maximum=86400) or 0.0
+            seconds = nodes["io_timeout"].number(minimum=0, maximum=86400)
+            io_timeout = DEFAULT_IO_TIMEOUT if seconds is None else seconds
         if overlay is not None and overlay.kind != "none" and keys.has_option(options, "rw"):
             nodes["mount_options"].error("rw: the root under an overlay is read-only (use "
                                          "\"overlay\": \"none\" for a writable root)")
