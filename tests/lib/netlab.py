@@ -210,7 +210,12 @@ def kea_config(
         options.append({"name": "ramboot-url", "data": option_224, "always-send": True})
     return {
         "Dhcp4": {
-            "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "raw"},
+            # A bridge whose only port is a tap QEMU has not opened yet is not
+            # running: Kea keeps trying to open its socket instead of giving up.
+            "interfaces-config": {
+                "interfaces": [interface], "dhcp-socket-type": "raw",
+                "service-sockets-max-retries": 600, "service-sockets-retry-wait-time": 100,
+            },
             "lease-database": {
                 "type": "memfile", "persist": True, "name": str(workdir / "kea-leases4.csv"),
                 "lfc-interval": 0,
