@@ -25,6 +25,16 @@ fi
 # build dates it by SOURCE_DATE_EPOCH.
 echo "${SOURCE_DATE_EPOCH:-$(date -u +%s)}" >"${AGENT_DIR}/build-date"
 
+# nbd-client must configure NBD over netlink and exit (docs/roots.md): one
+# built without libnl stays behind to serve the device, and init ends it,
+# with the root on it, at the switch to an NBD root. Buildroot's nbd finds
+# libnl only when libnl happens to be built first.
+NBD_CLIENT="${TARGET_DIR}/usr/sbin/nbd-client"
+if [ -f "${NBD_CLIENT}" ] && ! grep -q "libnl-genl-3" "${NBD_CLIENT}"; then
+	echo "post-build: ${NBD_CLIENT} was built without netlink (libnl)" >&2
+	exit 1
+fi
+
 config_set() {
 	grep -qx "${1}=y" "${BR2_CONFIG}"
 }

@@ -117,3 +117,16 @@ def test_unset_environment_is_an_error(tmp_path: Path, variable: str) -> None:
     result = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, check=False)
     assert result.returncode != 0
     assert variable in result.stderr
+
+
+def test_an_nbd_client_without_netlink_fails_the_build(tmp_path: Path) -> None:
+    """It would stay behind to serve /dev/nbdN, and die with the RAM system."""
+    for name, binary, status in (
+            ("ioctl", b"\x7fELF...libglib-2.0.so.0\0libc.so.6\0", 1),
+            ("netlink", b"\x7fELF...libnl-genl-3.so.200\0libc.so.6\0", 0)):
+        sbin = tmp_path / name / "target/usr/sbin"
+        sbin.mkdir(parents=True)
+        (sbin / "nbd-client").write_bytes(binary)
+        result = run_post_build(tmp_path / name, "PYC_ONLY")
+        assert result.returncode == status, result.stderr
+        assert ("without netlink" in result.stderr) == (status == 1)

@@ -1,8 +1,9 @@
 """A small static HTTP server for tests, meant to run inside a network namespace.
 
-    python -m tests.lib.httpd --bind 192.0.2.1 --port 8080 --root DIR --log requests.jsonl \
-        [--status /missing.ipxe=404] [--abort /reset.ipxe] [--expand-query /boot.ipxe] \
-        [--collect /events] [--drop-after /vmlinuz=65536] [--listen-when FILE]
+    python -m tests.lib.httpd --bind 192.0.2.1 --port 8080 [--port 80 ...] --root DIR \
+        --log requests.jsonl [--status /missing.ipxe=404] [--abort /reset.ipxe] \
+        [--expand-query /boot.ipxe] [--collect /events] [--drop-after /vmlinuz=65536] \
+        [--listen-when FILE] [--vhosts]
 
 Serves files under --root (no path escapes: the standard library's
 SimpleHTTPRequestHandler resolves paths inside the root). Every request is
@@ -17,8 +18,14 @@ report collector): each body is logged with its request, answered 204.
 but only N bytes of body, then closes the connection; single byte ranges
 (`Range: bytes=N-` / `N-M`, with If-Range) are served, so a client can resume.
 --listen-when waits for FILE to exist before binding (a server that comes up
-late). --tls-cert/--tls-key serve HTTPS. Readiness is the log line
-{"event": "listening"}.
+late). --port may be given several times (one server per port, one log).
+--vhosts serves every host name and port from its own subtree:
+ROOT/<host>_<port>/<path>, and a URL with a query from the file
+<path>@<first 12 hex digits of the sha256 of the decoded query> (see
+vhost_path), so one server answers every URL a boot script names, whatever
+its host, and each URL (query included) has its own file. Readiness is the
+log line {"event": "listening"}. --tls-cert/--tls-key serve HTTPS
+(on every port).
 
 From a test, `start_httpd(ns, ...)` runs it in a namespace and waits for it.
 """
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.server
 import json
 import os
@@ -38,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,6 +60,7 @@ class Behaviour:
     expand_query: set[str] = field(default_factory=set)
     collect: set[str] = field(default_factory=set)
     drop_after: dict[str, int] = field(default_factory=dict)
+    vhosts: bool = False
     dropped: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -60,12 +69,35 @@ class Behaviour:
             log.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
+def vhost_path(host: str, port: int, path: str, query: str = "") -> str:
+    """Where --vhosts keeps http://host:port/path?query, relative to the root.
+
+    Path and query are percent-decoded first, so two clients that escape a
+    URL differently (iPXE re-encodes what it parses) find the same file.
+    """
+    where = f"{host.lower()}_{port}{unquote(path)}"
+    if query:
+        where += "@" + hashlib.sha256(unquote(query).encode()).hexdigest()[:12]
+    return where
+
+
 def _handler(behaviour: Behaviour) -> type[http.server.SimpleHTTPRequestHandler]:
     class Handler(http.server.SimpleHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(behaviour.root), **kwargs)
+
+        def translate_path(self, path: str) -> str:
+            if not behaviour.vhosts:
+                return super().translate_path(path)
+            parts = urlsplit(path)
+            host = (self.headers.get("Host") or "").partition(":")[0] or "_"
+            relative = vhost_path(host, self.server.server_address[1], parts.path, parts.query)
+            target = (behaviour.root / relative.lstrip("/")).resolve()
+            if behaviour.root not in target.parents:
+                return str(behaviour.root / ".escape-refused")
+            return str(target)
 
         def _log_request(self, status: int | str, **extra: Any) -> None:
             parts = urlsplit(self.path)
@@ -76,6 +108,8 @@ def _handler(behaviour: Behaviour) -> type[http.server.SimpleHTTPRequestHandler]
                 "client": self.client_address[0],
                 "method": self.command,
                 "path": parts.path,
+                "host": self.headers.get("Host", ""),
+                "port": self.server.server_address[1],
                 "raw_query": parts.query,
                 "query": parse_qs(parts.query, keep_blank_values=True),
                 "status": status,
@@ -226,7 +260,7 @@ def _parse_drop(item: str) -> tuple[str, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", required=True)
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, action="append", default=[])
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--status", type=_parse_status, action="append", default=[])
@@ -237,23 +271,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--listen-when", type=Path, default=None)
     parser.add_argument("--tls-cert", type=Path, default=None)
     parser.add_argument("--tls-key", type=Path, default=None)
+    parser.add_argument("--vhosts", action="store_true")
     args = parser.parse_args(argv)
     behaviour = Behaviour(args.root.resolve(), args.log, dict(args.status), set(args.abort),
-                          set(args.expand_query), set(args.collect), dict(args.drop_after))
+                          set(args.expand_query), set(args.collect), dict(args.drop_after),
+                          args.vhosts)
+    ports = args.port or [8080]
     if args.listen_when is not None:
         behaviour.record({"event": "waiting", "for": str(args.listen_when)})
         while not args.listen_when.exists():  # ended by the test's terminate()
             time.sleep(0.02)
-    server = http.server.ThreadingHTTPServer((args.bind, args.port), _handler(behaviour))
+    servers = [http.server.ThreadingHTTPServer((args.bind, port), _handler(behaviour))
+               for port in ports]
     if args.tls_cert is not None:
         import ssl
 
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    behaviour.record({"event": "listening", "bind": args.bind, "port": args.port})
+        for server in servers:
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    behaviour.record({"event": "listening", "bind": args.bind, "port": ports[0],
+                      "ports": ports})
     with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+        servers[0].serve_forever()
     return 0
 
 
@@ -265,13 +307,19 @@ def start_httpd(ns: Any, *, bind: str, root: Path, log_path: Path, port: int = 8
                 expand_query: Sequence[str] = (), collect: Sequence[str] = (),
                 drop_after: dict[str, int] | None = None, listen_when: Path | None = None,
                 tls: tuple[Path, Path] | None = None,
-                timeout: float = 20) -> subprocess.Popen[Any]:
+                timeout: float = 20, also_ports: Sequence[int] = (),
+                vhosts: bool = False) -> subprocess.Popen[Any]:
     """Run this server in netlab Namespace `ns`; returns once it listens.
 
     With `listen_when`, returns once it waits for that file instead.
+    `also_ports` are served too; `vhosts` lays the root out as vhost_path says.
     """
     argv: list[str] = [sys.executable, "-m", "tests.lib.httpd", "--bind", bind,
                        "--port", str(port), "--root", str(root), "--log", str(log_path)]
+    for extra in also_ports:
+        argv += ["--port", str(extra)]
+    if vhosts:
+        argv.append("--vhosts")
     for path, code in (statuses or {}).items():
         argv += ["--status", f"{path}={code}"]
     for path in aborts:

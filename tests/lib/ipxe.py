@@ -32,10 +32,12 @@ are part of the script's output; `drop_progress` removes them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -81,6 +83,40 @@ def require_ipxe_lkrn() -> Path:
     return lkrn
 
 
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE_BUILDER = REPO / "scripts" / "build-reference-ipxe"
+REFERENCE_ROOT_CA = REPO / "scripts" / "reference-ipxe" / "test-root-ca.crt"
+REFERENCE_ROOT_KEY = REPO / "scripts" / "reference-ipxe" / "test-root-ca.key"
+_REFERENCE_BUILD_TIMEOUT = 1800
+_NO_SOURCE = 2  # the builder's exit status when the iPXE source tarball is absent
+
+
+@functools.cache
+def _reference_build() -> tuple[Path | None, str]:
+    cache = os.environ.get("RAMBOOT_CACHE")
+    env = {**os.environ, **({"RAMBOOT_CACHE": cache} if cache else {})}
+    done = subprocess.run([str(REFERENCE_BUILDER)], capture_output=True, text=True, env=env,
+                          timeout=_REFERENCE_BUILD_TIMEOUT, check=False)
+    if done.returncode == _NO_SOURCE:
+        return None, done.stderr.strip()
+    if done.returncode != 0:
+        raise QemuError(f"{REFERENCE_BUILDER.name} failed:\n{done.stderr}")
+    return Path(done.stdout.strip().splitlines()[-1]), ""
+
+
+def require_reference_lkrn() -> Path:
+    """ramboot's reference iPXE (v2.0.0 + every command the agent has, trusting only the
+    tests' root CA), built once from the pinned source; skips without QEMU or the source."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (run scripts/install-deps)")
+    if os.environ.get("RAMBOOT_IPXE_REFERENCE"):
+        return Path(os.environ["RAMBOOT_IPXE_REFERENCE"])
+    lkrn, reason = _reference_build()
+    if lkrn is None:
+        pytest.skip(f"no reference iPXE: {reason}")
+    return lkrn
+
+
 def sercon_argv(workdir: Path) -> list[str]:
     """QEMU arguments that make SeaBIOS mirror the BIOS text screen to COM1."""
     port_file = workdir / "sercon-port"
@@ -89,9 +125,10 @@ def sercon_argv(workdir: Path) -> list[str]:
 
 
 def ipxe_argv(lkrn: Path, workdir: Path, *, initrd: Path | None = None,
-              cmdline: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+              cmdline: str | None = None, extra: Sequence[str] = (),
+              memory_mb: int = 128) -> list[str]:
     """A BIOS x86 guest booting `lkrn` with its screen on the serial console."""
-    return x86_64_argv(kernel=lkrn, initrd=initrd, append=cmdline, memory_mb=128,
+    return x86_64_argv(kernel=lkrn, initrd=initrd, append=cmdline, memory_mb=memory_mb,
                        extra=[*sercon_argv(workdir), *extra])
 
 
@@ -153,11 +190,17 @@ def ipxe_network(
     http: bool = True,
     http_statuses: Mapping[str, int] | None = None,
     http_expand_query: Sequence[str] = (),
+    dns: Mapping[str, str] | None = None,
+    http_also_ports: Sequence[int] = (),
+    vhosts: bool = False,
 ) -> Iterator[IpxeNetwork]:
     """A tap lab with a DHCP server and (unless http=False) HTTP at HTTP_BASE serving `files`.
 
-    dhcp_server="dnsmasq" takes extra arguments `dhcp_options`;
-    dhcp_server="kea" sends `kea_option_224` (always-send) when given.
+    dhcp_server="dnsmasq" takes extra arguments `dhcp_options`, and with
+    `dns` (name -> address) also answers DNS on SERVER_IP (processes run in
+    the lab namespace resolve with it too); dhcp_server="kea" sends
+    `kea_option_224` (always-send) when given. `http_also_ports` and
+    `vhosts` are tests.lib.httpd's (vhosts: `files` are vhost_path names).
     """
     if dhcp_server not in ("dnsmasq", "kea"):
         raise ValueError(f"dhcp_server must be dnsmasq or kea, not {dhcp_server!r}")
@@ -178,13 +221,21 @@ def ipxe_network(
         else:
             netlab.start_dnsmasq(lab.ns, lab.bridge, workdir, [
                 f"--dhcp-range={netlab.POOL[0]},{netlab.POOL[1]},255.255.255.0,10m",
+                # Lab speed, not semantics: dnsmasq would ping a new address for
+                # 3 s before offering it (nothing else is on the bridge), and iPXE
+                # would wait 2 s for ProxyDHCP offers unless told there are none
+                # (its encapsulated option 175.176, no-pxedhcp).
+                "--no-ping", "--dhcp-option=175,b0:01:01",
                 *dhcp_options,
-            ])
+            ], dns=dns)
+            if dns is not None:
+                lab.ns.use_nameserver(netlab.SERVER_IP)
         http_log = workdir / "http-requests.jsonl"
         if http:
             start_httpd(lab.ns, bind=netlab.SERVER_IP, port=HTTP_PORT, root=root,
                         log_path=http_log, statuses=dict(http_statuses or {}),
-                        expand_query=http_expand_query)
+                        expand_query=http_expand_query, also_ports=http_also_ports,
+                        vhosts=vhosts)
         yield IpxeNetwork(lab, tap, http_log)
 
 
@@ -196,8 +247,16 @@ def run_ipxe_script(
     dhcp_options: Sequence[str] = (),
     network: bool = True,
     timeout: float = 60,
+    lkrn: Path | None = None,
+    dns: Mapping[str, str] | None = None,
+    keys: Sequence[tuple[str, str]] = (),
 ) -> IpxeRun:
     """Run `script_text` in iPXE; see the module docstring for what is returned.
+
+    `lkrn` is the iPXE to run (default: trixie's; require_reference_lkrn()
+    for the reference build); `dns` as in ipxe_network; `keys`: (regex,
+    text) pairs: wait for regex on the console, then type text (the BIOS
+    serial console is also its keyboard).
 
     network=True: the guest has an e1000 NIC (MAC GUEST_MAC) on a tap lab with
     dnsmasq (extra args `dhcp_options`, e.g. "--dhcp-option-force=224,http://..."
@@ -210,7 +269,7 @@ def run_ipxe_script(
         raise ValueError("an iPXE script must start with #!ipxe")
     if not network and (files or dhcp_options):
         raise ValueError("files and dhcp_options need network=True")
-    lkrn = require_ipxe_lkrn()
+    lkrn = lkrn or require_ipxe_lkrn()
     token = secrets.token_hex(4)
     begin, end = f"RB-BEGIN-{token}", f"RB-END-{token}"
     workdir = tmp_path / f"ipxe-{token}"
@@ -223,7 +282,7 @@ def run_ipxe_script(
         nic: list[str] = []
         if network:
             net = stack.enter_context(ipxe_network(workdir, files=files,
-                                                   dhcp_options=dhcp_options))
+                                                   dhcp_options=dhcp_options, dns=dns))
             namespace = net.lab.ns
             nic = tap_nic_argv(net.tap, mac=GUEST_MAC, model=NIC_MODEL)
             cmdline = "dhcp && " + cmdline
@@ -231,6 +290,9 @@ def run_ipxe_script(
             ipxe_argv(lkrn, workdir, initrd=script, cmdline=cmdline, extra=nic),
             workdir / "console.log", namespace,
         ))
+        for pattern, text in keys:
+            vm.expect(pattern, timeout=timeout)
+            vm.send(text)
         outcome = vm.expect([f"{end}:ok", f"{end}:fail"], timeout=timeout)
         seconds = vm.elapsed
         console = vm.console_text()

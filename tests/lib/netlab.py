@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +57,7 @@ class Namespace:
 
     name: str
     processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+    etc: Path | None = None  # /etc/netns/<name>, when this test wrote one
 
     def argv(self, argv: Sequence[str | os.PathLike[str]]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *map(os.fspath, argv)]
@@ -78,6 +79,19 @@ class Namespace:
     def ip(self, *args: str) -> None:
         self.run(["ip", *args])
 
+    def use_nameserver(self, address: str, search: Sequence[str] = ()) -> None:
+        """Make processes started in the namespace resolve names with `address`.
+
+        `ip netns exec` bind-mounts /etc/netns/<name>/resolv.conf over
+        /etc/resolv.conf; the directory is removed again by close().
+        """
+        self.etc = Path("/etc/netns") / self.name
+        self.etc.mkdir(parents=True, exist_ok=True)
+        text = f"nameserver {address}\noptions timeout:2 attempts:1\n"
+        if search:
+            text = f"search {' '.join(search)}\n" + text
+        (self.etc / "resolv.conf").write_text(text)
+
     def close(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -96,6 +110,8 @@ class Namespace:
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
         subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
+        if self.etc is not None:
+            shutil.rmtree(self.etc, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -194,7 +210,12 @@ def kea_config(
         options.append({"name": "ramboot-url", "data": option_224, "always-send": True})
     return {
         "Dhcp4": {
-            "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "raw"},
+            # A bridge whose only port is a tap QEMU has not opened yet is not
+            # running: Kea keeps trying to open its socket instead of giving up.
+            "interfaces-config": {
+                "interfaces": [interface], "dhcp-socket-type": "raw",
+                "service-sockets-max-retries": 600, "service-sockets-retry-wait-time": 100,
+            },
             "lease-database": {
                 "type": "memfile", "persist": True, "name": str(workdir / "kea-leases4.csv"),
                 "lfc-interval": 0,
@@ -236,21 +257,36 @@ def start_kea(ns: Namespace, config: dict[str, Any], workdir: Path) -> subproces
 
 
 def start_dnsmasq(
-    ns: Namespace, interface: str, workdir: Path, extra_args: Sequence[str] = ()
+    ns: Namespace, interface: str, workdir: Path, extra_args: Sequence[str] = (),
+    dns: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[Any]:
-    """Run dnsmasq in the foreground in `ns`, DHCP on `interface` only, no DNS."""
+    """Run dnsmasq in the foreground in `ns`, DHCP on `interface` only.
+
+    No DNS unless `dns` (name -> IPv4 address) is given: then it answers
+    those names (and their subdomains) on the interface's address, every
+    other name with NXDOMAIN (nothing is forwarded), and its DHCP offers
+    name itself as the DNS server.
+    """
     log = workdir / "dnsmasq.log"
+    dns_args = ["--port=0"]
+    if dns is not None:
+        dns_args = ["--port=53", "--no-resolv", "--no-hosts", "--local=/#/",
+                    *(f"--address=/{name}/{address}" for name, address in dns.items())]
     argv = [
         "dnsmasq", "--keep-in-foreground", "--no-daemon", "--conf-file=/dev/null",
-        "--port=0", f"--interface={interface}", "--bind-interfaces",
+        *dns_args, f"--interface={interface}", "--bind-interfaces",
         f"--pid-file={workdir / 'dnsmasq.pid'}", f"--dhcp-leasefile={workdir / 'dnsmasq.leases'}",
         f"--log-facility={log}", "--log-dhcp", "--user=root", "--group=root", *extra_args,
     ]
-    process = ns.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # --no-daemon also logs to stderr: a file, not a pipe nobody reads (a full
+    # pipe would block dnsmasq after some 30 logged DHCP exchanges).
+    stderr = workdir / "dnsmasq.stderr"
+    with stderr.open("w") as stream:
+        process = ns.popen(argv, stdout=subprocess.DEVNULL, stderr=stream)
 
     def started() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"dnsmasq exited: {process.stderr.read() if process.stderr else ''}")
+            raise RuntimeError(f"dnsmasq exited: {stderr.read_text()}")
         return log.exists() and "started, version" in log.read_text()
 
     wait_for(started, timeout=20, what="dnsmasq to start")

@@ -372,6 +372,10 @@ class Qemu:
     def sendline(self, line: str) -> None:
         self._require_child().sendline(line)
 
+    def send(self, text: str) -> None:
+        """Type `text` on the console as it is (no newline added)."""
+        self._require_child().send(text)
+
     def console_text(self) -> str:
         """Everything the guest printed so far (read back from the log file)."""
         if self._log is not None:

@@ -43,12 +43,13 @@ def test_rootfs_is_skeleton_packages_and_overlay(arch: str, tmp_path: Path) -> N
             assert copy.stat().st_mode & 0o111 == path.stat().st_mode & 0o111, copy
     assert (root / "sbin/init").readlink() == Path("../bin/busybox")
     assert (root / "init").read_text().startswith("#!/bin/sh")
-    for program in ("usr/bin/python3", "sbin/kexec", "sbin/udhcpc"):
+    for program in ("usr/bin/python3", "sbin/kexec", "sbin/udhcpc", "sbin/nbd-client"):
         assert (root / program).exists(), program
     assert (root / "etc/ssl/certs/ca-certificates.crt").read_text().count("BEGIN CERTIFICATE") > 100
     (modules,) = (root / "lib/modules").iterdir()
     deps = (modules / "modules.dep").read_text().splitlines()
-    assert any(line.split(":")[0].endswith("/virtio_net.ko") for line in deps)
+    for module in ("virtio_net", "nbd", "nfsv4", "overlay", "squashfs"):
+        assert any(line.split(":")[0].endswith(f"/{module}.ko") for line in deps), module
     # The agent is precompiled beside its sources; the stdlib is .pyc only.
     assert list((root / "usr/lib/ramboot/ramboot_agent/__pycache__").glob("daemon.*.pyc"))
     assert (root / "usr/lib/python3.11/json/__init__.pyc").exists()

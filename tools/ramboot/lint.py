@@ -5,7 +5,7 @@ project, all in the agent (`ramboot_agent.ipxe`, `ramboot_agent.plan`):
 linting with them means a script or plan that lints is one the agent
 accepts. Beyond syntax, lint names every command the agent does not have
 (the agent treats it as iPXE's "command not found") and every use the agent
-cannot carry out (SAN URLs, form POSTs, signature checks), with its line.
+cannot carry out (SAN URLs, form POSTs, a login), with its line.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from ramboot.errors import RambootError
 # Commands the agent has, used in ways it cannot honour: why, by command.
 _CANNOT = {
     "sanhook": "the agent has no SAN initiator: it fails",
-    "imgverify": "the agent cannot check CMS signatures: it always fails",
-    "imgtrust": "the agent verifies no image: with imgtrust on, nothing boots",
     "login": "there is no console to log in at: it fails",
 }
 _EXPANSION = re.compile(r"\$\{")

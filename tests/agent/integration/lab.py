@@ -10,6 +10,7 @@ mode with a kernel command line from a file.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
@@ -69,11 +70,18 @@ class BootLab:
         self.report_log = self.workdir / "report.jsonl"
 
     def publish(self, path: str, data: bytes | str) -> bytes:
-        """Put a file on the file server; returns its bytes."""
+        """Put a file on the file server; returns its bytes.
+
+        Its mtime is set a minute back, as a published file's is: a
+        Last-Modified within the second of the response's Date is a weak
+        validator (RFC 9110 8.8.2.2) and the agent rightly will not resume on it.
+        """
         body = data.encode() if isinstance(data, str) else data
         target = self.www / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
+        published = time.time() - 60
+        os.utime(target, (published, published))
         return body
 
     def start_dhcp(self, *, option_224: str | None, report_url: str | None = REPORT_URL) -> None:

@@ -115,13 +115,16 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_initrds_concatenate_in_order_padded_to_4_bytes(tmp_path: Path) -> None:
+def test_initrds_concatenate_in_order_at_4k_boundaries_as_ipxe(tmp_path: Path) -> None:
+    # BIOS iPXE's initrd_load_all: zeros up to the next 4 KiB before each
+    # initrd, nothing after the last (tests/agent/ipxe/test_differential.py
+    # compares this with the memory real iPXE hands a kernel).
     parts = []
-    for name, data in (("a", b"12345"), ("b", b"abcdefgh"), ("c", b"xyz")):
+    for name, data in (("a", b"12345"), ("b", b"abcdefgh" * 512), ("c", b"xyz")):
         (tmp_path / name).write_bytes(data)
         parts.append(tmp_path / name)
     info = concatenate_initrds(parts, tmp_path / "combined")
-    expected = b"12345\0\0\0" + b"abcdefgh" + b"xyz\0"
+    expected = b"12345" + b"\0" * 4091 + b"abcdefgh" * 512 + b"xyz"
     assert (tmp_path / "combined").read_bytes() == expected
     assert info.size == len(expected) and info.sha256 == hashlib.sha256(expected).hexdigest()
 
@@ -138,8 +141,8 @@ def test_describe_is_exact(fake: FakeKexec, spec: BootSpec) -> None:
         f"kernel   {boot}/Image  1024 bytes  sha256 {sha(spec.kernel)}",
         f"initrd   {boot}/rootfs.cpio.gz  5001 bytes  sha256 {sha(spec.initrds[0])}",
         f"initrd   {boot}/extra.cpio  512 bytes  sha256 {sha(spec.initrds[1])}",
-        f"combined {boot}/ramboot-initrd.combined  5516 bytes "
-        "(2 initrds in order, each padded to 4 bytes)",
+        f"combined {boot}/ramboot-initrd.combined  8704 bytes "
+        "(2 initrds in order, each at a 4096-byte boundary)",
         f"cmdline  {spec.cmdline}",
         f"load     {load}",
         f"fallback {load.replace(' -l -s ', ' -l ')}",
@@ -166,7 +169,7 @@ def test_file_load_first(fake: FakeKexec, spec: BootSpec) -> None:
     assert name == "kexec-load"
     assert details["ok"] is True and details["method"] == "kexec_file_load"
     assert details["kernel_size"] == 1024 and details["kernel_sha256"] == sha(spec.kernel)
-    assert details["initrd_size"] == 5516 and details["initrd_sha256"] == sha(combined)
+    assert details["initrd_size"] == 8704 and details["initrd_sha256"] == sha(combined)
     assert "fallback_reason" not in details
 
 

@@ -95,14 +95,15 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 class Harness:
     def __init__(self, tmp_path: Path, settings: SettingsStore,
-                 cpu_flags: frozenset[str] | None = frozenset({"lm"})) -> None:
+                 cpu_flags: frozenset[str] | None = frozenset({"lm"}),
+                 trust: Any = None) -> None:
         self.recorder = Recorder()
         self.out = io.StringIO()
         self.fetcher = LoopbackFetcher()
         self.interpreter = Interpreter(
             settings, self.fetcher, self.recorder.boot, self.recorder, self.out,
             download_dir=tmp_path / "downloads", sleep=self.recorder.sleeps.append,
-            cpu_flags=cpu_flags)
+            cpu_flags=cpu_flags, trust=trust)
 
     def run(self, text: str, url: str = "file:///srv/test.ipxe") -> Any:
         return self.interpreter.run_text(text, url)

@@ -4,7 +4,9 @@ images, run by the agent to the outcome real iPXE reaches with them.
 
 Every URL a script names, whatever its host, is served by one loopback
 server (HostFetcher): the stand-in behind each URL carries that URL, so a
-test can tell exactly which kernel and initrds were booted.
+test can tell exactly which kernel and initrds were booted. The same tree
+(tests.lib.httpd's vhost layout) and stand-ins serve real iPXE in
+test_corpus_ipxe.py.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ramboot_agent.errors import ScriptError
 from ramboot_agent.ipxe import Outcome
 from ramboot_agent.ipxe.interpreter import Interpreter
 from ramboot_agent.ipxe.settings import build_settings
-from tests.lib import kernels
+from tests.lib import kernels, x86_stubs
+from tests.lib.httpd import vhost_path
 
 from .conftest import CORPUS, Fetched, LoopbackFetcher, Recorder
 
@@ -41,10 +44,7 @@ LEASE = {1: bytes([255, 255, 255, 0]), 3: bytes([127, 0, 0, 1]), 6: bytes([127, 
 def local_path(url: str) -> str:
     """Where the loopback server keeps `url`: host_port/path, @query-hash for a query."""
     parts = urlsplit(url)
-    where = f"{parts.hostname}_{parts.port or 80}{parts.path}"
-    if parts.query:
-        where += "@" + hashlib.sha256(parts.query.encode()).hexdigest()[:12]
-    return where
+    return vhost_path(parts.hostname or "", parts.port or 80, parts.path, parts.query)
 
 
 class HostFetcher(LoopbackFetcher):
@@ -65,7 +65,8 @@ class HostFetcher(LoopbackFetcher):
 
 
 def stand_in_kernel(url: str) -> bytes:
-    return kernels.bzimage(url.encode(), size=8192)
+    # A bzImage that real iPXE boots too: it halts and leaves what it got in memory.
+    return x86_stubs.kernel(url.encode(), size=8192)
 
 
 def stand_in_initrd(url: str) -> bytes:
@@ -120,8 +121,8 @@ def _warewulf_gz(root: Path, base: str) -> None:
 
 
 CASES = {
-    # netboot.xyz: nobody chooses, `choose --default ${menu} menu` lacks its
-    # setting when menu is unset: `|| goto local` -> "exit 1".
+    # netboot.xyz: with ${menu} unset `--default ${menu}` is an empty default;
+    # nobody chooses, so its highlighted first item wins: local, "exit 1".
     "netbootxyz-menu": Case(
         "netbootxyz/menu.ipxe", f"{N}/menu.ipxe", Outcome.LOCALBOOT, status=1,
         scripts={f"{N}/boot.cfg": "netbootxyz/boot.cfg"}),
@@ -244,7 +245,8 @@ CASES = {
 }
 
 
-def _publish(root: Path, case: Case) -> None:
+def publish(root: Path, case: Case) -> None:
+    """The case's scripts and stand-ins under their vhost paths (tests.lib.httpd)."""
     def put(url: str, data: bytes) -> None:
         target = root / local_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -285,7 +287,7 @@ def test_corpus_script_reaches_the_ipxe_outcome(name: str, tmp_path: Path,
                                                 http_root: tuple[Path, str]) -> None:
     case = CASES[name]
     root, base = http_root
-    _publish(root, case)
+    publish(root, case)
     result, recorder, lines = _run(case, tmp_path, base)
     assert result.outcome is case.expect, lines
     if case.expect is Outcome.BOOTED:
@@ -314,7 +316,7 @@ def test_warewulf_localdisk_on_efi_fails_at_sleep_10s_as_ipxe_does(
     root, base = http_root
     case = Case("warewulf/localdisk.ipxe", f"{WW}/ipxe/{MAC}", Outcome.EXITED,
                 identity={**PC, "platform": "efi"})
-    _publish(root, case)
+    publish(root, case)
     with pytest.raises(ScriptError) as error:
         _run(case, tmp_path, base)
     assert "sleep" in error.value.message and "10s" in error.value.message

@@ -208,14 +208,16 @@ def test_chain_replace_does_not_return(make_harness: Any, http_root: Any) -> Non
     assert harness.lines == ["replaced"]
 
 
-def test_initrd_names_in_cmdline_select_initrds(make_harness: Any, http_root: Any) -> None:
+def test_initrd_names_in_cmdline_select_nothing(make_harness: Any, http_root: Any) -> None:
+    # As real iPXE (test_differential.py): every loaded image, in download
+    # order; initrd= stays on the command line for the kernel.
     root, base = http_root
     _serve_boot_files(root)
     harness = make_harness()
     harness.run(f"#!ipxe\nimgfetch {base}/boot/extra.cpio\ninitrd {base}/boot/initrd.img\n"
                 f"chain {base}/boot/vmlinuz initrd=initrd.img quiet\n")
     spec = harness.recorder.boots[0]
-    assert [p.read_bytes() for p in spec.initrds] == [b"070701 initrd bytes"]
+    assert [p.read_bytes() for p in spec.initrds] == [b"070701 extra", b"070701 initrd bytes"]
     assert spec.cmdline == "initrd=initrd.img quiet"
 
 
@@ -231,7 +233,7 @@ def test_initrd_name_matching_nothing_boots_with_every_initrd(
     spec = harness.recorder.boots[0]
     assert [p.read_bytes() for p in spec.initrds] == [b"070701 initrd bytes", b"070701 extra"]
     assert spec.cmdline == "initrd=nope quiet"
-    assert ("initrd=nope names no loaded image: booting with every loaded initrd, as BIOS "
+    assert ("initrd=nope names no loaded image: booting with every loaded initrd, as "
             "iPXE does: initrd.img, extra.cpio") in caplog.text
 
 

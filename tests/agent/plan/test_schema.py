@@ -125,6 +125,49 @@ DISK_ACTIONS = st.one_of(
                                     "mode": st.sampled_from(["0644", "755", "rw", "08"]),
                                     "owner": st.sampled_from(["root", "1000", "a:b"])}),
 )
+ROOT_DIGESTS = st.sampled_from([f"sha256:{'a' * 64}", f"sha512:{'b' * 128}", "sha256:zz", 5])
+TMPFS_SIZES = st.one_of(SIZES, st.sampled_from(["25%", "100%", "0%", "101%", " 5%", "5 %"]))
+INITS = st.sampled_from(["/sbin/init", "/usr/sbin/nginx", "sbin/init", "/bin/sh\n", "", 7])
+INIT_ARGS = st.lists(st.sampled_from(["-g", "daemon off;", "", "a\nb", 3]), max_size=3)
+OPTIONS = st.sampled_from(["vers=3", "ro,noatime", "rw", "rw,vers=4.1", "a b", "x;y", "", "rw=1"])
+LABEL_REFS = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "label": st.sampled_from(["rb-persist", "a/b", "", "rb-persist\n"]),
+        "partuuid": st.sampled_from(["0fc63daf-8483", "xyz"]),
+        "number": st.just(2), "disk": st.just("main")}),
+    st.just("rb-persist"))
+OVERLAYS = st.one_of(
+    st.sampled_from(["tmpfs", "none", "ramfs", None]),
+    st.fixed_dictionaries({"type": st.just("tmpfs")}, optional={"size": TMPFS_SIZES,
+                                                                "wait": st.just(1)}),
+    st.fixed_dictionaries({"type": st.just("partition")}, optional={
+        "partition": LABEL_REFS, "directory": st.sampled_from(["overlay", "a/b", "../x", "/x"]),
+        "wait": st.sampled_from([0, 10, 601, "soon"]), "size": st.just("1G")}),
+)
+MOUNTS = st.lists(st.one_of(
+    st.fixed_dictionaries({"type": st.just("tmpfs"), "target": st.sampled_from(
+        ["/var/tmp", "/", "/run/x", "/var/../etc", "/home/", "var"])},
+        optional={"size": TMPFS_SIZES, "source": st.just("nfs://s/x")}),
+    st.fixed_dictionaries({"type": st.just("nfs"), "target": st.just("/home")},
+                          optional={"source": st.sampled_from(["nfs://s/home", "nbd://s/x"]),
+                                    "options": OPTIONS}),
+    st.fixed_dictionaries({"type": st.sampled_from(["bind", 1])}),
+), max_size=3)
+NETROOTS = st.fixed_dictionaries({"action": st.just("netroot"), "root": st.sampled_from([
+    "nfs://192.0.2.1/srv/root", "nfs://srv:2049/", "nfs://[fd00::1]/x", "nfs://srv/a/../b",
+    "nbd://192.0.2.1/root", "nbd://srv:10809", "nbd://srv:99999/x", "nbds://srv/x",
+    "http://srv/x", "nfs://srv/a b", "nfs://-srv/x", "nfs://srv/x\n"])}, optional={
+    "overlay": OVERLAYS, "init": INITS, "init_args": INIT_ARGS, "mount_options": OPTIONS,
+    "partition": st.sampled_from([1, 16, 17, "1"]), "io_timeout": st.sampled_from([0, 30.5, -1]),
+    "mounts": MOUNTS})
+RAMROOTS = st.fixed_dictionaries({"action": st.just("ramroot"), "url": st.sampled_from(
+    ["root.squashfs", "https://h/r.tar.zst", "http://h/r.cpio", "tftp://h/r", "gopher://h",
+     "http://h/r\n"]),
+    "digest": ROOT_DIGESTS}, optional={"size": TMPFS_SIZES,
+    "format": st.sampled_from(["squashfs", "tar", "cpio", "zip"]), "init": INITS,
+    "init_args": INIT_ARGS, "mounts": MOUNTS, "overlay": st.just("tmpfs")})
+ACTIONS = st.one_of(ACTIONS, NETROOTS, RAMROOTS)
+
 PLANS = st.fixed_dictionaries(
     {"ramboot-plan": st.sampled_from([1, 1, 1, 2, True]),
      "actions": st.lists(st.one_of(ACTIONS, DISK_ACTIONS), min_size=0, max_size=3)},
@@ -166,3 +209,34 @@ def test_agent_and_schema_agree_on_generated_plans(document: dict[str, Any]) -> 
         assert not agent_accepts(document)
     else:
         assert agent_accepts(document) == schema_accepts(document), json.dumps(document)
+
+
+def anchored(pattern: str) -> str:
+    """The schema's form of an agent pattern: `(?!\\n)$` ends the string both in
+    ECMA-262 and in Python's re, where a bare `$` also matches before a final newline."""
+    return f"^{pattern}(?!\\n)$"
+
+
+def test_the_schema_patterns_are_the_agents_own() -> None:
+    """Copied character for character from roots/keys.py (the schema was generated from it)."""
+    from ramboot_agent.roots import keys
+
+    defs = SCHEMA["$defs"]
+    root = defs["action-netroot"]["properties"]["root"]["pattern"]
+    assert root == anchored(f"(({keys.NFS_URL})|({keys.NBD_URL}))")
+    assert defs["initPath"]["pattern"] == anchored(keys.INIT_PATH)
+    assert defs["initArgs"]["items"]["pattern"] == anchored(keys.INIT_ARG)
+    assert defs["mountOptions"]["pattern"] == anchored(keys.MOUNT_OPTIONS)
+    assert defs["mountTarget"]["pattern"] == anchored(keys.MOUNT_TARGET)
+    assert defs["tmpfsSize"]["oneOf"][1]["pattern"] == anchored(keys.RAM_SHARE)
+    partition = defs["overlay"]["oneOf"][2]["properties"]
+    assert partition["directory"]["pattern"] == anchored(keys.RELATIVE_DIR)
+    assert defs["extraMounts"]["items"]["oneOf"][1]["properties"]["source"]["pattern"] == \
+        anchored(keys.NFS_URL)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(NETROOTS, RAMROOTS))
+def test_agent_and_schema_agree_on_root_actions(action: dict[str, Any]) -> None:
+    document = {"ramboot-plan": 1, "actions": [action]}
+    assert agent_accepts(document) == schema_accepts(document), json.dumps(document)

@@ -42,13 +42,13 @@ def test_every_key() -> None:
         "ramboot.debug=2 ramboot.shell=before ramboot.on_kexec_failure=reboot "
         "ramboot.reboot_delay=off ramboot.insecure ramboot.dry_run=1 "
         "ramboot.carrier_timeout=2.5 ramboot.dhcp-timeout=30 ramboot.iface=eth1,eth0 "
-        "BOOTIF=01-52-54-00-12-34-56"
+        f"ramboot.trust={'ab' * 32},{'CD:' * 31}CD BOOTIF=01-52-54-00-12-34-56"
     )
     assert settings == Settings(
         url="http://192.0.2.1/boot.ipxe", report_url="https://cp/events", debug=2,
         shell="before", on_kexec_failure="reboot", reboot_delay=None, insecure=True,
         dry_run=True, carrier_timeout=2.5, dhcp_timeout=30.0, interfaces=("eth1", "eth0"),
-        bootif="52:54:00:12:34:56",
+        trust=f"{'ab' * 32},{'CD:' * 31}CD", bootif="52:54:00:12:34:56",
     )
 
 
@@ -97,6 +97,8 @@ def test_bad_bootif_names_the_key(value: str) -> None:
         "ramboot.url",
         "ramboot.report=",
         "ramboot.iface=eth0,bad/name",
+        "ramboot.trust=abcd",
+        "ramboot.trust=",
     ],
 )
 def test_bad_values_name_the_key(text: str) -> None:

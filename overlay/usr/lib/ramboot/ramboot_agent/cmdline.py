@@ -47,6 +47,7 @@ class Settings:
     ssh_authorized_keys: str | None = None
     ntp_servers: tuple[str, ...] = ()
     token: str | None = None
+    trust: str | None = None  # imgverify's trusted root fingerprints (trust/roots.py)
     bootif: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
     # The `ramboot.*` parameters it did not know, as written (for tools: the
@@ -231,6 +232,18 @@ def _token(key: str, value: str | None) -> str:
     return text
 
 
+def _trust(key: str, value: str | None) -> str:
+    from ramboot_agent.trust import TrustError  # noqa: PLC0415
+    from ramboot_agent.trust.roots import parse_fingerprints  # noqa: PLC0415
+
+    text = _required(key, value)
+    try:
+        parse_fingerprints(text)
+    except TrustError as error:
+        raise ConfigError(f"{key}={text!r}: {error}") from None
+    return text
+
+
 # `ramboot.<key>` -> (Settings field, parser)
 KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "url": ("url", _url),
@@ -247,6 +260,7 @@ KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "ssh_authorized_keys": ("ssh_authorized_keys", _text),
     "ntp": ("ntp_servers", _hosts),
     "token": ("token", _token),
+    "trust": ("trust", _trust),
 }
 
 

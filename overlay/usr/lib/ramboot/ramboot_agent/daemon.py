@@ -266,9 +266,12 @@ class BootFlow:
             kexec.load(spec)
             kexec.execute()  # returns only in a dry run
 
+        from ramboot_agent.trust import roots  # noqa: PLC0415
+
         self.interpreter = interpreter = Interpreter(
             script_settings(identity, lease), fetcher, booter, reporter, sys.stdout,
             download_dir=download_dir, interface=lease.interface, plan_runner=plans,
+            trust=lambda: roots.build(settings.trust),
         )
         # Relative URLs resolve against where redirects led, as in iPXE.
         base = getattr(fetched, "final_url", None) or url

@@ -186,6 +186,11 @@ class Reporter:
             self._next_try = 0.0
             self._wake()
 
+    @property
+    def url(self) -> str | None:
+        """Where events go now (None: nowhere yet); handed to a new root for `booted`."""
+        return self._url
+
     def flush(self, timeout: float = 3.0) -> bool:
         """Wait at most `timeout` seconds for the queue to drain; True if it did.
 

@@ -5,9 +5,11 @@ with signature enforcement, verifies the image), then falls back to the older
 kexec_load (`kexec -l`: kexec-tools parses the image) when the kernel refuses.
 `-l` (load only) is needed with `-s` too: without an action kexec-tools loads
 and then runs shutdown(8) to execute at once.
-Several initrds are concatenated in order, each padded to 4 bytes as iPXE
-does: the kernel unpacks concatenated cpio archives (compressed or not) and
-skips the zero padding between them.
+Several initrds are concatenated in order, each starting at a 4 KiB
+boundary (zero padding between them, none after the last), byte for byte
+the memory BIOS iPXE hands a kernel (its initrd_load_all, INITRD_ALIGN): the
+kernel unpacks concatenated cpio archives (compressed or not) and skips the
+zeros between them.
 
 kexec is argv-only (never a shell), and `describe` says exactly what would run.
 """
@@ -28,7 +30,7 @@ from ramboot_agent.errors import BootError
 log = logging.getLogger("ramboot.kexec")
 
 KEXEC_LOADED = Path("/sys/kernel/kexec_loaded")
-INITRD_ALIGN = 4
+INITRD_ALIGN = 4096
 COMBINED_INITRD = "ramboot-initrd.combined"
 LOAD_TIMEOUT = 120.0
 # Bounds how long a reporter may hold up the boot to deliver its last events.
@@ -68,22 +70,30 @@ def file_info(path: Path) -> FileInfo:
     return FileInfo(path, size, digest.hexdigest())
 
 
+def combined_size(sizes: list[int]) -> int:
+    """The length of initrds of `sizes` laid out as concatenate_initrds does."""
+    size = 0
+    for length in sizes:
+        size += -size % INITRD_ALIGN + length
+    return size
+
+
 def concatenate_initrds(initrds: list[Path], dest: Path) -> FileInfo:
-    """Write `initrds` to `dest` in order, each padded with zeros to 4 bytes."""
+    """Write `initrds` to `dest` in order, each starting at an INITRD_ALIGN boundary."""
     digest = hashlib.sha256()
     size = 0
     try:
         with dest.open("wb") as out:
             for initrd in initrds:
+                padding = b"\0" * (-size % INITRD_ALIGN)
+                out.write(padding)
+                digest.update(padding)
+                size += len(padding)
                 with initrd.open("rb") as source:
                     while chunk := source.read(1024 * 1024):
                         out.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
-                padding = b"\0" * (-size % INITRD_ALIGN)
-                out.write(padding)
-                digest.update(padding)
-                size += len(padding)
     except OSError as error:
         dest.unlink(missing_ok=True)
         raise BootError(f"cannot combine initrds into {dest}: {error.strerror}") from None
@@ -153,11 +163,10 @@ class Kexec:
             lines.append(f"initrd   {info.path}  {info.size} bytes  sha256 {info.sha256}")
         combined = self._initrd_path(spec)
         if len(spec.initrds) > 1:
-            padded = sum(-(-file_info(i).size // INITRD_ALIGN) * INITRD_ALIGN
-                         for i in spec.initrds)
+            padded = combined_size([file_info(i).size for i in spec.initrds])
             lines.append(f"combined {combined}  {padded} bytes "
-                         f"({len(spec.initrds)} initrds in order, each padded to "
-                         f"{INITRD_ALIGN} bytes)")
+                         f"({len(spec.initrds)} initrds in order, each at a "
+                         f"{INITRD_ALIGN}-byte boundary)")
         if not spec.initrds:
             lines.append("initrd   (none)")
         lines.append(f"cmdline  {spec.cmdline}")

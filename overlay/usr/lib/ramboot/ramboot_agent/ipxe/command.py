@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not verify HTTPS certificates")
     parser.add_argument("--no-sleep", action="store_true",
                         help="skip the script's sleep commands")
+    parser.add_argument("--trust", action="append", default=[], metavar="FINGERPRINT|FILE",
+                        help="imgverify's trusted roots: a SHA-256 fingerprint (replaces the "
+                        "default, the iPXE root CA; 'none': no fingerprint) or a certificate "
+                        "file (PEM or DER; also trusted), repeatable")
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -110,12 +114,25 @@ def main(args: argparse.Namespace) -> int:
             settings, fetcher, _make_booter(args.boot), _LogReporter(), sys.stdout,
             download_dir=download_dir,
             sleep=(lambda _seconds: None) if args.no_sleep else time.sleep,
+            trust=_trust_factory(args.trust),
         )
         result = interpreter.run_url(uri.to_url(args.script))
     finally:
         if not args.boot:
             shutil.rmtree(download_dir, ignore_errors=True)
     return _exit_status(result)
+
+
+def _trust_factory(items: list[str]) -> Any:
+    """--trust values: fingerprints (or none) replace the default roots; files add to them."""
+    files = [Path(item) for item in items if Path(item).is_file()]
+    fingerprints = [item for item in items if not Path(item).is_file()]
+
+    def build() -> Any:
+        from ramboot_agent.trust import roots  # noqa: PLC0415
+
+        return roots.build(",".join(fingerprints) if fingerprints else None, files=files)
+    return build
 
 
 def _exit_status(result: RunResult) -> int:

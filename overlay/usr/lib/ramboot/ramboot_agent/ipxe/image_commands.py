@@ -1,5 +1,6 @@
 """Image digests, extraction and trust (iPXE's digest_cmd.c, image_archive_cmd.c,
-image_trust_cmd.c)."""
+image_trust_cmd.c). Signatures are checked by ramboot_agent/trust (CMS, X.509,
+RSA, ECDSA), against the roots trust/roots.py describes."""
 
 from __future__ import annotations
 
@@ -126,25 +127,50 @@ def _extract(ip: Interpreter, image: Image, name: object) -> Image:
 
 
 def cmd_imgverify(ip: Interpreter, argv: list[str]) -> None:
+    # iPXE's usr/imgtrust.c imgverify(): a CMS signature by a trusted code signer.
     options, args = getopt(argv, {"signer": ("s", True), "keep": ("k", False),
                                   "timeout": ("t", True)}, 2, 2,
                            "[--signer <signer>] [--keep] <uri|image> <signature uri|image>")
     image = ip.acquire(args[0])
     signature = ip.acquire(args[1])
     try:
-        raise CommandFailed(f"{image.name}: signature {signature.name} not checked: the agent "
-                            "has no CMS (PKCS#7) verifier, so no image is ever trusted")
+        from ramboot_agent.trust import TrustError, cms  # noqa: PLC0415 - imgverify only
+
+        image.trusted = False  # as iPXE's cms_verify: untrusted until it verifies
+        signer = options.get("signer")
+        roots = "none could be loaded"
+        try:
+            store = ip.trust_store()
+            roots = store.describe()
+            if signature.size > cms.MAX_SIGNATURE_BYTES:
+                raise TrustError(f"{signature.size} bytes, more than a signature can be")
+            message = cms.parse(signature.path.read_bytes())
+            ip.remember_certificates(message.certificates)
+            signers = cms.check(image.path, message, roots=store.roots(),
+                                store=[*store.certificates, *ip.certificates],
+                                signer_name=signer if isinstance(signer, str) else None,
+                                image_name=image.name)
+        except TrustError as error:
+            raise CommandFailed(f"{image.name}: signature {signature.name} rejected: {error} "
+                                f"(trusted roots: {roots})") from None
+        image.trusted = True
+        log.info("imgverify: %s signed by %s", image.name,
+                 ", ".join(s.certificate.name for s in signers))
     finally:
         if not options.get("keep"):
             ip.images.unregister(signature)
 
 
 def cmd_imgtrust(ip: Interpreter, argv: list[str]) -> None:
+    # iPXE's image_set_trust(): --permanent fixes the requirement for good.
     options, _ = getopt(argv, {"allow": ("a", False), "permanent": ("p", False)}, 0, 0,
                         "[--allow] [--permanent]")
-    ip.trusted_only = not options.get("allow")
-    if ip.trusted_only:
-        log.warning("imgtrust: only verified images may boot now, and the agent verifies none")
+    require = not options.get("allow")
+    if not ip.trust_permanent:
+        ip.trusted_only = require
+        ip.trust_permanent = bool(options.get("permanent"))
+    if ip.trusted_only != require:
+        raise CommandFailed("the trust requirement is permanent (imgtrust --permanent)")
 
 
 COMMANDS: dict[str, Callable[[Interpreter, list[str]], None]] = {

@@ -53,16 +53,15 @@ class ImageRegistry:
         """The images to boot ``kernel`` with, and the ``initrd=`` names that
         match no image.
 
-        When every ``initrd=`` argument names a loaded image, those (in that
-        order, as an EFI kernel would load them); otherwise, as BIOS iPXE
-        does, every other loaded image except scripts, in download order.
+        As iPXE: every other loaded image except scripts and plans, in
+        download order. BIOS iPXE hands a bzImage all of them whatever
+        ``initrd=`` says, and EFI iPXE does the same through its
+        ``initrd.magic`` file and Linux's initrd device path; ``initrd=`` is
+        left on the command line for the kernel.
         """
         named = [arg[len("initrd="):] for arg in (kernel.cmdline or "").split()
                  if arg.startswith("initrd=")]
-        found = [self.find(name) for name in named]
-        unmatched = [name for name, image in zip(named, found, strict=True) if image is None]
-        if named and not unmatched:
-            return [image for image in found if image is not None], []
+        unmatched = [name for name in named if self.find(name) is None]
         others = [image for image in self._images
                   if image is not kernel and not image.is_script and not image.is_plan]
         return others, unmatched

@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ramboot_agent.errors import AgentError, BootError, FetchError, ScriptError
 from ramboot_agent.fetch import release
@@ -51,6 +51,10 @@ from ramboot_agent.ipxe.status import (
 from ramboot_agent.kexec import BootSpec
 from ramboot_agent.log import sanitise
 from ramboot_agent.plan.load import is_plan
+
+if TYPE_CHECKING:
+    from ramboot_agent.trust.roots import TrustStore
+    from ramboot_agent.trust.x509 import Certificate
 
 log = logging.getLogger("ramboot")
 
@@ -101,6 +105,7 @@ class Interpreter:
         interface: str | None = None,
         clock_setter: Callable[[str], None] | None = None,
         plan_runner: Callable[[bytes, str], Outcome] | None = None,
+        trust: Callable[[], TrustStore] | None = None,
     ) -> None:
         self.settings = settings
         self.fetcher = fetcher
@@ -125,7 +130,13 @@ class Interpreter:
         self._failure: ScriptError | None = None
         # Set by `exit`; cleared by any other failure and when a chain returns.
         self._exit_request: LocalBoot | None = None
-        self.trusted_only = False  # imgtrust: boot only images imgverify checked
+        self.trusted_only = False  # imgtrust: execute only images imgverify checked
+        self.trust_permanent = False  # imgtrust --permanent: no changing it again
+        self._trust_factory = trust
+        self._trust: TrustStore | None = None
+        # Every certificate a signature carried: later chains may use them, as
+        # iPXE's certificate store keeps what it parsed.
+        self.certificates: list[Certificate] = []
         # iPXE's current working URI: the running script's (final) URL.
         settings.define_dynamic("builtin", "cwuri", self._cwuri, "string")
         settings.define_dynamic("builtin", "cwduri", self._cwduri, "string")
@@ -319,6 +330,21 @@ class Interpreter:
 
         run_ntpd(server)
 
+    def trust_store(self) -> TrustStore:
+        """The trusted roots for imgverify, built at its first use (trust/roots.py)."""
+        if self._trust is None:
+            if self._trust_factory is not None:
+                self._trust = self._trust_factory()
+            else:
+                from ramboot_agent.trust import roots  # noqa: PLC0415
+
+                self._trust = roots.build(None)
+        return self._trust
+
+    def remember_certificates(self, certificates: list[Certificate]) -> None:
+        known = {certificate.raw for certificate in self.certificates}
+        self.certificates += [cert for cert in certificates if cert.raw not in known]
+
     def has_lease(self) -> bool:
         return self.settings.has_block("net0.dhcp")
 
@@ -385,6 +411,10 @@ class Interpreter:
 
     def execute(self, image: Image, *, replace: bool = False) -> None:
         """``chain``/``boot``: run a script or a plan, or boot a kernel (never returns)."""
+        if self.trusted_only and not image.trusted:
+            # iPXE's image_exec: with imgtrust, nothing unverified runs, scripts included.
+            raise CommandFailed(f"{image.name}: not trusted (imgtrust is on and no imgverify "
+                                "checked this image)")
         if image.is_plan:
             self.run_plan(image)
         if image.is_script:
@@ -399,23 +429,40 @@ class Interpreter:
                 raise CommandFailed(message, status)
             self._exit_request = None  # a chained script's `exit 0` only returns
             return
-        if self.trusted_only and not image.trusted:
-            raise CommandFailed(f"{image.name}: not trusted (imgtrust is on and no imgverify "
-                                "checked this image)")
         self.check_kernel(image)
         initrds, unmatched = self.images.initrds_for(image)
         if unmatched:
-            # BIOS iPXE ignores initrd= and passes every loaded image.
+            # iPXE passes every loaded image whatever initrd= says.
             log.warning("%s: initrd=%s names no loaded image: booting with every loaded "
-                        "initrd, as BIOS iPXE does: %s", image.name, ",".join(unmatched),
+                        "initrd, as iPXE does: %s", image.name, ",".join(unmatched),
                         ", ".join(i.name for i in initrds) or "none")
-        spec = BootSpec(kernel=image.path, initrds=[i.path for i in initrds],
+        spec = BootSpec(kernel=image.path, initrds=[self._initrd_file(i) for i in initrds],
                         cmdline=image.cmdline or "")
         try:
             self.booter(spec)
         except BootError as error:
             raise CommandFailed(f"could not boot {image.name}: {error}") from None
         self.finish(Outcome.BOOTED, spec)
+
+    def _initrd_file(self, image: Image) -> Path:
+        """The initrd as iPXE hands it over: with arguments (`initrd URL /path mode=600`)
+        wrapped in the cpio headers that name it (ipxe/cpio.py)."""
+        from ramboot_agent.ipxe import cpio  # noqa: PLC0415
+
+        prefix = cpio.headers(image.cmdline, image.size)
+        if not prefix:
+            return image.path
+        wrapped = image.path.with_name(image.path.name + ".cpio")
+        try:
+            with wrapped.open("wb") as out, image.path.open("rb") as source:
+                out.write(prefix)
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+        except OSError as error:
+            wrapped.unlink(missing_ok=True)
+            raise CommandFailed(f"cannot wrap {image.name} in cpio: {error.strerror}") from None
+        log.info("%s: passed as %s inside a cpio archive", image.name, image.cmdline)
+        return wrapped
 
     def run_plan(self, image: Image) -> None:
         """A chained provisioning plan: it ends every script, however it ends."""

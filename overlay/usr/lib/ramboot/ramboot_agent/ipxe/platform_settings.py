@@ -2,7 +2,8 @@
 
 iPXE's net0 settings (net/netdev_settings.c) describe its network device:
 `ifname` (net0), `bustype`/`busloc`/`busid` (bus, location, vendor and
-device), `chip` (its driver), `mtu`, `linktype`, `hwaddr`. The agent fills
+device), `chip` (its driver), `linktype`, `hwaddr` (its `mtu` is DHCP
+option 26, empty unless the lease or the script sets it). The agent fills
 them from the Linux interface that got the lease; on a Raspberry Pi 4 the
 Ethernet (bcmgenet) is a device-tree device: bustype DT, busid 0b:00:00:00:00.
 `memsize` is iPXE's memory size in MiB; `version` names the agent.
@@ -79,9 +80,6 @@ def netdev_settings(interface: str, *, root: Path = Path("/")) -> dict[str, str]
     address = _read(base / "address")
     if address:
         values["hwaddr"] = address.lower()
-    mtu = _read(base / "mtu")
-    if mtu and mtu.isdigit():
-        values["mtu"] = mtu
     if _read(base / "type") == ARPHRD_ETHER:
         values["linktype"] = "Ethernet"
     device = base / "device"
@@ -119,8 +117,9 @@ def memsize_mib(*, root: Path = Path("/")) -> int | None:
         if line.startswith(" ") or not line.endswith(": System RAM"):
             continue  # only top-level entries: nested ones are inside System RAM
         match = re.match(r"([0-9a-f]+)-([0-9a-f]+) :", line)
-        if match:
-            total += int(match.group(2), 16) - int(match.group(1), 16) + 1
+        start, end = (int(match.group(1), 16), int(match.group(2), 16)) if match else (0, 0)
+        if end > start:  # not root: the kernel shows every range as 0-0
+            total += end - start + 1
     if total:
         return total >> 20
     match = re.search(r"^MemTotal:\s+(\d+) kB", _read(root / "proc/meminfo") or "", re.M)

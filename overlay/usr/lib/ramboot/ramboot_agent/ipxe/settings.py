@@ -55,6 +55,7 @@ _OPTION_NAMES = {
     "hostname": 12,
     "domain": 15,
     "root-path": 17,
+    "mtu": 26,
     "ntp": 42,
     "dhcp-server": 54,
     "vendor-class": 60,
@@ -86,6 +87,16 @@ _DEFAULT_TYPES = {
     "skip-san-boot": "int8",
     "san-drive": "uint8",
 }
+
+
+_TAG_NAMES = {str(tag): name for name, tag in _OPTION_NAMES.items()}
+
+
+def default_type(name: SettingName) -> str | None:
+    """The type of iPXE's predefined setting with this name or DHCP tag: a
+    setting named by its number is that setting (``${3}`` is the gateway, an
+    ipv4), as iPXE's parse_setting_name finds it."""
+    return _DEFAULT_TYPES.get(name.name) or _DEFAULT_TYPES.get(_TAG_NAMES.get(name.key, ""))
 
 
 def canonical_key(name: str) -> str:
@@ -336,7 +347,7 @@ class SettingsStore:
     def set_text(self, text_name: str, value: str) -> None:
         """``set``-style store from text; raises SettingError on a bad value."""
         name = parse_setting_name(text_name)
-        type_name = name.type or _DEFAULT_TYPES.get(name.name) or "string"
+        type_name = name.type or default_type(name) or "string"
         self.store(name, parse_value(type_name, value) if value else None, type_name)
 
     def set_raw(self, block: str, key: str, raw: bytes, type_name: str | None = None) -> None:
@@ -368,7 +379,7 @@ class SettingsStore:
         stored = self.lookup(name)
         if stored is None:
             return None
-        type_name = name.type or stored.type or _DEFAULT_TYPES.get(name.name) or "string"
+        type_name = name.type or stored.type or default_type(name) or "string"
         try:
             return format_value(type_name, stored.raw)
         except SettingError:
@@ -457,8 +468,8 @@ def build_settings(
             block = name.block or _IDENTITY_BLOCKS.get(name.name)
             if block is None and re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]+", name.name):
                 block = "net0.dhcp"
-            type_name = name.type or _DEFAULT_TYPES.get(name.name) or "string"
+            type_name = name.type or default_type(name) or "string"
             parsed = parse_value(type_name, value) if value else None
-            store.store(SettingName(block, name.name, None), parsed, name.type or
-                        _DEFAULT_TYPES.get(name.name))
+            store.store(SettingName(block, name.name, None), parsed,
+                        name.type or default_type(name))
     return store
