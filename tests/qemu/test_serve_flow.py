@@ -53,7 +53,6 @@ from tests.lib.netlab import (
     tap_lab,
     wait_for,
 )
-from tests.lib.plankinds import require_actions
 from tests.lib.qemu import Qemu, aarch64_argv, require_qemu, tap_nic_argv, x86_64_argv
 from tests.qemu.conftest import image_set_or_fail
 from tests.serve.harness import RAMBOOT_CLI, write_keys
@@ -310,7 +309,6 @@ def test_x86_64_both_stages_from_serve(tmp_path: Path) -> None:
 def test_x86_64_a_disk_target_leaves_ipxe_for_its_disk_at_once(tmp_path: Path) -> None:
     """serve's stage 1 for a machine bound for its disk: `ramboot-next` = `disk`, which
     the embedded script turns into `exit` at once (no retry rounds), into the disk."""
-    require_actions("localboot")  # render writes this host's stage 2 only then
     require_netns("kea-dhcp4")
     require_qemu("qemu-system-x86_64")
     lkrn = require_ipxe_lkrn()
@@ -353,7 +351,6 @@ def installed_system(images: ImageSet, work: Path) -> Path:
 def test_x86_64_install_then_its_disk_until_reinstall(tmp_path: Path) -> None:
     """Installed, then the same VM boots its disk at every boot (serve says so at
     stage 1: no ramboot, no agent), until `ramboot reinstall` provisions it again."""
-    require_actions("image", "localboot")
     require_netns("kea-dhcp4")
     require_qemu("qemu-system-x86_64")
     lkrn = require_ipxe_lkrn()
@@ -467,7 +464,6 @@ def test_pi_install_then_localboot_until_reinstall_on_aarch64_virt(tmp_path: Pat
     """The Pi's agent path of an install target: installed, then rebooted (the Pi's
     localboot default); booted into ramboot again (its EEPROM netboots), its agent is
     sent to its disk (a localboot plan), not into a second install, until reinstall."""
-    require_actions("image", "localboot")
     require_netns("dnsmasq")
     require_qemu("qemu-system-aarch64")
     images = image_set_or_fail("aarch64")

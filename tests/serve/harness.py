@@ -24,9 +24,8 @@ from ramboot.tokens import fleet_token, host_token
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "admin-7f3a9c2e5b1d4086"
 
-# Targets the agent in this tree can run (kexec) and some it cannot yet (install):
-# serve answers the first ones; stage 2 of the others is refused as render refuses
-# it, until the agent has their actions (tests/lib/plankinds.py).
+# A small fleet with every answer serve gives: kexec, install (before and after it is
+# provisioned), disk, and provisioned in the inventory.
 INVENTORY = """
 [servers]
 tftp = "192.0.2.1"

@@ -13,7 +13,6 @@ import signal
 import time
 from typing import Any
 
-from tests.lib.plankinds import require_actions
 from tests.serve.harness import (
     DISK_MAC,
     INSTALL_MAC,
@@ -112,7 +111,6 @@ def test_x86_kexec_target_both_stages_every_boot(serve: Serve) -> None:
 
 
 def test_x86_install_target_boots_its_disk_until_reinstall(serve: Serve) -> None:
-    require_actions("image", "localboot")
     token = serve.token("srv-02")
     first = serve.boot(INSTALL, token=token)
     assert b"stage 1: into ramboot" in first.body
@@ -138,7 +136,6 @@ def test_x86_install_target_boots_its_disk_until_reinstall(serve: Serve) -> None
 
 
 def test_pi_install_target_localboot_when_provisioned(serve: Serve) -> None:
-    require_actions("image", "localboot")
     # A Pi never asks stage 1 (its EEPROM loads ramboot from TFTP): only the agent asks.
     provision(serve, PI_INSTALL, "pi-02")
     assert fleet_states(serve)["pi-02"] == ("provisioned", True)
@@ -152,20 +149,6 @@ def test_pi_install_target_localboot_when_provisioned(serve: Serve) -> None:
     serve.post_event("plan-done", PI_INSTALL, token=token, boot_id=boot_id, monotonic=4.0,
                      outcome="reboot")
     assert fleet_states(serve)["pi-02"] == ("provisioned", True)
-
-
-def test_an_install_target_without_its_actions_is_not_served(serve: Serve) -> None:
-    """Stage 2 of a target the agent cannot run yet is refused, as render refuses it."""
-    from tests.lib.plankinds import missing_actions
-
-    missing = missing_actions(["image", "localboot"])
-    reply = serve.boot(INSTALL, token=serve.token("srv-02"), agent=True)
-    if missing:
-        assert reply.status == 500, reply.body
-        assert "stage 2 of host 'srv-02' is not served" in reply.json()["error"]
-        assert all(f"'{kind}'" in reply.json()["error"] for kind in missing)
-    else:
-        assert reply.status == 200
 
 
 def test_disk_target_and_inventory_provisioned_go_to_disk_at_once(serve: Serve) -> None:
