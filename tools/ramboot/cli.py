@@ -12,6 +12,8 @@ from ramboot.deploy.command import deploy, releases, rollback
 from ramboot.errors import RambootError
 from ramboot.lint import lint
 from ramboot.render.command import render
+from ramboot.serve.command import serve
+from ramboot.status import reinstall, status, token
 
 
 @click.group()
@@ -24,8 +26,12 @@ cli.add_command(check)
 cli.add_command(deploy)
 cli.add_command(lint)
 cli.add_command(releases)
+cli.add_command(reinstall)
 cli.add_command(render)
 cli.add_command(rollback)
+cli.add_command(serve)
+cli.add_command(status)
+cli.add_command(token)
 
 
 def main() -> None:

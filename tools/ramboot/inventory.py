@@ -155,6 +155,23 @@ class Host:
 
 
 @dataclass(frozen=True)
+class HaPeer:
+    name: str
+    url: str  # where the partner's HA listener is: lease updates and heartbeats
+
+
+@dataclass(frozen=True)
+class DhcpHa:
+    """A Kea high-availability pair (libdhcp_ha.so): both serve, each keeps the other's leases."""
+
+    mode: str  # load-balancing or hot-standby
+    peers: tuple[HaPeer, HaPeer]
+    hooks_dir: str
+    heartbeat_delay: int  # ms
+    max_response_delay: int  # ms without an answer from the partner before it is down
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path
     servers: Servers
@@ -163,6 +180,7 @@ class Inventory:
     profiles: Mapping[str, Profile]
     hosts: tuple[Host, ...]
     families: frozenset[str] = field(default_factory=frozenset)
+    dhcp_ha: DhcpHa | None = None
 
 
 # --- small validators: each returns the normalised value or raises _Bad ---
@@ -379,7 +397,11 @@ _HOST_KEYS = {
     "console", "kernel_args", "ramboot", "report_url",
 }
 _DEFAULT_KEYS = {"family", "model", "profile", "console", "kernel_args", "ramboot", "report_url"}
-_TOP_KEYS = {"defaults", "servers", "network", "profiles", "eeprom", "hosts"}
+_TOP_KEYS = {"defaults", "servers", "network", "profiles", "eeprom", "hosts", "dhcp_ha"}
+_HA_KEYS = {"mode", "peers", "hooks_dir", "heartbeat_delay", "max_response_delay"}
+_HA_PEER_KEYS = {"name", "url"}
+HA_MODES = ("load-balancing", "hot-standby")
+DEFAULT_KEA_HOOKS = "/usr/lib/x86_64-linux-gnu/kea/hooks"
 UEFI_BINARIES = ("ipxe.efi", "snponly.efi")
 
 
@@ -616,6 +638,46 @@ def _target(c: _Collector, where: str, raw: object) -> Target | None:
     return Target(kind, tuple(options), where, description) if ok else None
 
 
+def _dhcp_ha(c: _Collector, raw: object) -> DhcpHa | None:
+    if raw is None:
+        return None
+    data = c.table(raw, "dhcp_ha")
+    c.unknown_keys(data, _HA_KEYS, "dhcp_ha")
+    mode = data.get("mode", "load-balancing")
+    if mode not in HA_MODES:
+        c.add("dhcp_ha", f"mode: {mode!r} is not one of {', '.join(HA_MODES)}")
+    peers_raw = data.get("peers")
+    peers: list[HaPeer] = []
+    if not (isinstance(peers_raw, list) and len(peers_raw) == 2):
+        c.add("dhcp_ha", "peers: must be exactly two [[dhcp_ha.peers]] tables (name, url)")
+        peers_raw = []
+    for index, item in enumerate(peers_raw):
+        where = f"dhcp_ha.peers[{index}]"
+        peer = c.table(item, where)
+        c.unknown_keys(peer, _HA_PEER_KEYS, where)
+        name = c.field(where, "name", peer.get("name"), check_name, "server name")
+        url = c.field(where, "url", peer.get("url"), check_url)
+        if url and not url.startswith("http://"):
+            c.add(where, f"url: {url!r} must be http:// (Kea's HA listener)")
+        if name and url:
+            peers.append(HaPeer(name, url if url.endswith("/") else url + "/"))
+    if len(peers) == 2 and peers[0].name == peers[1].name:
+        c.add("dhcp_ha", f"peers: both are named {peers[0].name!r}")
+    hooks = c.field("dhcp_ha", "hooks_dir", data.get("hooks_dir", DEFAULT_KEA_HOOKS), check_arg)
+    if hooks and not hooks.startswith("/"):
+        c.add("dhcp_ha", f"hooks_dir: {hooks!r} must be an absolute path")
+    heartbeat = c.field("dhcp_ha", "heartbeat_delay", data.get("heartbeat_delay", 2000),
+                        check_int, 100, 600000)
+    response = c.field("dhcp_ha", "max_response_delay", data.get("max_response_delay", 6000),
+                       check_int, 200, 3600000)
+    if heartbeat and response and response <= heartbeat:
+        c.add("dhcp_ha", "max_response_delay: must be longer than heartbeat_delay")
+    if len(peers) != 2 or mode not in HA_MODES or not hooks or not heartbeat or not response:
+        return None
+    return DhcpHa(mode=mode, peers=(peers[0], peers[1]), hooks_dir=hooks,
+                  heartbeat_delay=heartbeat, max_response_delay=response)
+
+
 def _profiles(c: _Collector, raw: object) -> dict[str, Profile]:
     data = c.table(raw, "profiles")
     profiles: dict[str, Profile] = {}
@@ -642,6 +704,10 @@ def _ramboot_keys(c: _Collector, where: str, raw: object) -> dict[str, str]:
             continue
         if key == "report":
             c.add(where, "ramboot.report: set 'report_url' instead (it also feeds DHCP option 225)")
+            continue
+        if key == "token":
+            c.add(where, "ramboot.token: machine tokens come from `ramboot render "
+                  "--machine-secret FILE`, never from the inventory")
             continue
         # TOML booleans and integers become the 1/0 and digits the agent parses.
         value = str(int(raw_value)) if isinstance(raw_value, bool | int) else raw_value
@@ -760,6 +826,9 @@ def _host(
     if any(word.startswith("ramboot.url=") for word in args):
         c.add(where, "kernel_args: ramboot.url= is the host's stage 2, rendered from its "
               "target: to send it elsewhere, use a target of kind \"plan\" or \"script\"")
+    if any(word.startswith("ramboot.token=") for word in args):
+        c.add(where, "kernel_args: ramboot.token=: machine tokens come from `ramboot render "
+              "--machine-secret FILE`, never from the inventory")
     ramboot = _ramboot_keys(c, where, merged.get("ramboot"))
     # The host's own, else [defaults]', else the fleet-wide one in [servers].
     report = merged.get("report_url")
@@ -852,6 +921,7 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     raw_profiles = raw.get("profiles")
     broken_profiles = set(raw_profiles) - set(profiles) if isinstance(raw_profiles, dict) \
         else set()
+    dhcp_ha = _dhcp_ha(c, raw.get("dhcp_ha"))
 
     hosts_raw = raw.get("hosts", [])
     if not isinstance(hosts_raw, list):
@@ -875,7 +945,7 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     return Inventory(
         path=path, servers=servers, network=network, eeprom=eeprom, profiles=profiles,
         hosts=tuple(sorted(hosts, key=lambda h: h.name)),
-        families=frozenset(h.family for h in hosts),
+        families=frozenset(h.family for h in hosts), dhcp_ha=dhcp_ha,
     )
 
 

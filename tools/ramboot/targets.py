@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ramboot.errors import RambootError
-from ramboot.inventory import FAMILIES, Host, Inventory, Target
+from ramboot.inventory import DEFAULT_CONSOLES, FAMILIES, Host, Inventory, Target
 from ramboot.render.escape import word
 
 IPXE_CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -123,30 +123,42 @@ def ramboot_initramfs_urls(inventory: Inventory) -> set[str]:
 # --- stage 1 ---------------------------------------------------------------------------
 
 
-def boots_disk_at_stage1(host: Host, *, provisioned: bool) -> bool:
-    """True when stage 1 sends the machine to its disk instead of into ramboot."""
+def boots_disk(host: Host, *, provisioned: bool) -> bool:
+    """True when the machine's next boot goes to its own disk: stage 1 (iPXE) exits to
+    the next boot device, stage 2 (a Pi's agent) is a `localboot` plan. For a target
+    of kind disk always; for an install once it is provisioned; never for the others,
+    which have no disk of their own to go back to."""
     return host.target.kind == "disk" or (provisioned and host.target.kind == "install")
 
 
-def ramboot_args(host: Host) -> tuple[str, ...]:
-    """ramboot's kernel command line for `host`, after its consoles (the last one wins)."""
+def ramboot_args(host: Host, token: str | None = None) -> tuple[str, ...]:
+    """ramboot's kernel command line for `host`, after its consoles (the last one wins).
+
+    `token` is the host's machine token for `ramboot serve` (`ramboot.token=`): given
+    only where the document is not public (serve's answers, the Pi's TFTP directory),
+    never in the rendered HTTP tree.
+    """
     words = [f"console={console}" for console in host.consoles]
     if host.report_url:
         words.append(f"ramboot.report={host.report_url}")
     words += [f"ramboot.{key}={value}" for key, value in host.ramboot]
+    if token is not None:
+        words.append(f"ramboot.token={token}")
     words += host.kernel_args
     return tuple(words)
 
 
 def stage1(
     inventory: Inventory, host: Host, *, provisioned: bool, templates: Any = None,
+    token: str | None = None,
 ) -> Document:
     """The iPXE script an x86_64 host gets at stage 1.
 
     Into ramboot (its kernel and initramfs, with the host's consoles and ramboot.*
-    words), or, when `boots_disk_at_stage1`, a script that tells the embedded
+    words), or, when `boots_disk`, a script that tells the embedded
     ramboot.ipxe to return to the firmware (`ramboot-next` = `disk`), which then
     boots the next device. A Raspberry Pi has no iPXE stage: see `pi_boot_files`.
+    `token` goes on ramboot's command line (`ramboot_args`).
     """
     if host.family == "rpi4":
         raise TargetError([
@@ -155,39 +167,43 @@ def stage1(
         ])
     templates = templates or _default_templates()
     source = inventory.path.name
-    if boots_disk_at_stage1(host, provisioned=provisioned):
+    if boots_disk(host, provisioned=provisioned):
         why = "provisioned" if host.target.kind == "install" else "its target is its disk"
         text = templates.render("ipxe/stage1-disk.ipxe.j2", host=host, source=source, why=why)
     else:
         spec = BootSpec(
             kernel=image_url(inventory, f"{host.family}/{RAMBOOT_KERNELS[host.family]}"),
             initrds=(image_url(inventory, f"{host.family}/{RAMBOOT_INITRAMFS}"),),
-            args=ramboot_args(host), chain=None,
+            args=ramboot_args(host, token), chain=None,
         )
         text = templates.render("ipxe/stage1.ipxe.j2", host=host, source=source, spec=spec,
                                 target=describe(host.target))
     return Document(IPXE_CONTENT_TYPE, text.encode("utf-8"))
 
 
-def pi_cmdline(inventory: Inventory, host: Host) -> str:
+def pi_cmdline(inventory: Inventory, host: Host, token: str | None = None) -> str:
     """A Pi's cmdline.txt: ramboot's words, and its stage 2 as `ramboot.url=`.
 
     The board's TFTP directory is its own, so the URL is written there as well as
     sent by DHCP: a board without a MAC in the inventory still finds its target.
+    `token` (`ramboot.token=`, from `render --machine-secret`) is how its agent
+    proves to `ramboot serve` which host it is.
     """
     words = [f"console={console}" for console in host.consoles]
     words.append(f"ramboot.url={stage2_url(inventory, host)}")
-    return " ".join(word(w) for w in [*words, *ramboot_args(host)[len(host.consoles):]])
+    rest = ramboot_args(host, token)[len(host.consoles):]
+    return " ".join(word(w) for w in [*words, *rest])
 
 
 def pi_boot_files(
     inventory: Inventory, host: Host, *, kernel: str, initramfs: str, templates: Any = None,
+    token: str | None = None,
 ) -> dict[str, str]:
     """A Pi's stage 1: config.txt and cmdline.txt of its tftp/<serial>/ directory."""
     templates = templates or _default_templates()
     config = templates.render("rpi4/config.txt.j2", host=host, source=inventory.path.name,
                               kernel=kernel, initramfs=initramfs)
-    return {"config.txt": config, "cmdline.txt": pi_cmdline(inventory, host) + "\n"}
+    return {"config.txt": config, "cmdline.txt": pi_cmdline(inventory, host, token) + "\n"}
 
 
 # --- stage 2 ---------------------------------------------------------------------------
@@ -281,6 +297,46 @@ def describe(target: Target, kind: str | None = None) -> str:
 def required_actions(inventory: Inventory) -> set[str]:
     """Every plan action the fleet's stage 2 documents use."""
     return {action for host in inventory.hosts for action in PLAN_ACTIONS[host.target.kind]}
+
+
+# --- machines not in the inventory (ramboot serve's discovery) ------------------------
+
+
+def discovery_stage1(
+    inventory: Inventory, *, family: str = "x86_64", report_url: str | None = None,
+    token: str | None = None, templates: Any = None,
+) -> Document:
+    """What iPXE of a machine the inventory does not list gets from `ramboot serve`:
+    ramboot, with the family's default consoles, `ramboot.report=` and the fleet's
+    `token`, so that its agent can report its hardware (`discovery_plan`)."""
+    if family != "x86_64":
+        raise TargetError([f"a machine not in the inventory of family {family!r} has no "
+                           "iPXE stage 1 (a Raspberry Pi's is its TFTP directory)"])
+    templates = templates or _default_templates()
+    words = [f"console={console}" for console in DEFAULT_CONSOLES[family]]
+    if report_url:
+        words.append(f"ramboot.report={report_url}")
+    if token is not None:
+        words.append(f"ramboot.token={token}")
+    spec = BootSpec(
+        kernel=image_url(inventory, f"{family}/{RAMBOOT_KERNELS[family]}"),
+        initrds=(image_url(inventory, f"{family}/{RAMBOOT_INITRAMFS}"),),
+        args=tuple(words), chain=None,
+    )
+    text = templates.render("ipxe/discovery.ipxe.j2", source=inventory.path.name, spec=spec)
+    return Document(IPXE_CONTENT_TYPE, text.encode("utf-8"))
+
+
+def discovery_plan() -> Document:
+    """What the agent of a machine not in the inventory gets: report its hardware, then
+    stay in the RAM system (a plan that completes) until an operator adds it."""
+    plan = {
+        "ramboot-plan": 1,
+        "description": "not in the inventory: report the hardware, then wait in ramboot "
+                       "for an operator",
+        "actions": [{"action": "hardware"}],
+    }
+    return Document(PLAN_CONTENT_TYPE, (json.dumps(plan, indent=2) + "\n").encode("utf-8"))
 
 
 # --- loops -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class Collector:
         self.site = site
         self.events: list[dict[str, Any]] = []
         self.content_types: list[str] = []
+        self.authorizations: list[str | None] = []
         self.reject_seq: set[int] = set()
         site.routes["/events"] = self.receive
 
@@ -35,6 +36,7 @@ class Collector:
     def receive(self, handler: Handler) -> None:
         event = json.loads(handler.body())
         self.content_types.append(handler.headers["Content-Type"])
+        self.authorizations.append(handler.headers.get("Authorization"))
         if event["seq"] in self.reject_seq:
             handler.send_bytes(b"bad event", status=400)
             return
@@ -213,6 +215,25 @@ def test_identity_updates_apply_to_later_events(collector: Collector,
     assert sender.flush(10)
     assert "ip" not in collector.events[0]["identity"]
     assert collector.events[1]["identity"]["ip"] == "192.0.2.100"
+
+
+def test_token_is_a_bearer_unless_the_report_url_has_userinfo(
+        collector: Collector, reporters: list[Reporter]) -> None:
+    token = "0123456789abcdef0123456789abcdef"
+    bearer = reporter(reporters, collector.url, token=token)
+    bearer.emit("kernel-started")
+    assert bearer.flush(10)
+    # Credentials in the report URL are the collector's own: they win, as HTTP Basic.
+    with_user = collector.url.replace("http://", "http://ramboot:s3cret@")
+    basic = reporter(reporters, with_user, token=token)
+    basic.emit("kernel-started")
+    assert basic.flush(10)
+    plain = reporter(reporters, collector.url)
+    plain.emit("kernel-started")
+    assert plain.flush(10)
+    assert collector.authorizations == [f"Bearer {token}", "Basic cmFtYm9vdDpzM2NyZXQ=", None]
+    # The token is a credential: never in an event.
+    assert all(token not in json.dumps(event) for event in collector.events)
 
 
 def test_utc_iso() -> None:

@@ -9,6 +9,7 @@ import click
 from ramboot.inventory import load_inventory
 from ramboot.lint import lint_plan, lint_text, parser_available
 from ramboot.render.tree import render_tree
+from ramboot.tokens import read_secret
 
 
 @click.command("render")
@@ -25,11 +26,20 @@ from ramboot.render.tree import render_tree
     "--templates", "templates", type=click.Path(path_type=Path, file_okay=False),
     help="Directory whose templates override the built-in ones, by relative name.",
 )
-def render(inventory: Path, images: Path, out: Path, templates: Path | None) -> None:
+@click.option(
+    "--machine-secret", "machine_secret", envvar="RAMBOOT_MACHINE_SECRET",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Fleet secret (as given to `ramboot serve`): put each machine's token in its DHCP "
+    "URLs and Pi cmdline.txt.",
+)
+def render(inventory: Path, images: Path, out: Path, templates: Path | None,
+           machine_secret: Path | None) -> None:
     """Render INVENTORY into the TFTP, HTTP, DHCP and EEPROM files under --out."""
     fleet = load_inventory(inventory)
     check = lint_text if parser_available() else None
-    result = render_tree(fleet, images, out, templates, check_script=check, check_plan=lint_plan)
+    secret = read_secret(machine_secret) if machine_secret is not None else None
+    result = render_tree(fleet, images, out, templates, check_script=check, check_plan=lint_plan,
+                         machine_secret=secret)
     if check is None:
         result.warnings.append("iPXE scripts not linted: ramboot_agent.ipxe has no parser here")
     for warning in result.warnings:

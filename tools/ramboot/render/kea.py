@@ -20,18 +20,21 @@ from ramboot.render.dhcp import (
     UEFI_ARCHES,
 )
 from ramboot.render.escape import comment, kea_string_option
+from ramboot.tokens import Tokens
 
 NOT_IPXE = "not member('ipxe')"
 AGENT_CLASS = "ramboot-agent"
 
 
-def _client_classes(inventory: Inventory) -> list[dict[str, Any]]:
+def _client_classes(inventory: Inventory, tokens: Tokens | None) -> list[dict[str, Any]]:
     return [*_boot_classes(inventory), *(
-        cls for host in inventory.hosts if host.macs for cls in _stage_classes(inventory, host)
+        cls for host in inventory.hosts if host.macs
+        for cls in _stage_classes(inventory, host, tokens)
     )]
 
 
-def _stage_classes(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
+def _stage_classes(inventory: Inventory, host: Host,
+                   tokens: Tokens | None) -> list[dict[str, Any]]:
     """Option 224 per host and stage: the agent gets stage 2, anything else stage 1.
 
     Kea 2.2 sends a reservation's own options to every client of that MAC, and a
@@ -39,21 +42,23 @@ def _stage_classes(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
     two stages apart. Two classes per host, tested on the MAC, can (Kea 2.7's
     per-class option data in reservations would need one). Kea evaluates every
     class for every packet: 15-20 ms per packet at 10,000 hosts with Kea 2.2
-    (bench/kea_stage_classes.py, bench/RESULTS.md).
+    (bench/kea_stage_classes.py, bench/RESULTS.md). With `tokens`, both URLs carry
+    the host's token as userinfo (docs/serve.md#tokens).
     """
+    stage1, stage2 = targets.stage1_url(inventory, host), targets.stage2_url(inventory, host)
+    if tokens is not None:
+        stage1, stage2 = tokens.host_url(host.name, stage1), tokens.host_url(host.name, stage2)
     macs = " or ".join(f"pkt4.mac == 0x{mac.replace(':', '')}" for mac in host.macs)
     classes = [
         {
             "name": f"host-{host.name}-stage2",
             "test": f"member('{AGENT_CLASS}') and ({macs})",
-            "option-data": [kea_string_option(
-                "ramboot-url", targets.stage2_url(inventory, host), always_send=True)],
+            "option-data": [kea_string_option("ramboot-url", stage2, always_send=True)],
         },
         {
             "name": f"host-{host.name}-stage1",
             "test": f"not member('{AGENT_CLASS}') and ({macs})",
-            "option-data": [kea_string_option(
-                "ramboot-url", targets.stage1_url(inventory, host), always_send=True)],
+            "option-data": [kea_string_option("ramboot-url", stage1, always_send=True)],
         },
     ]
     # A Pi's stage 1 is its TFTP directory: its bootloader has no use for option 224.
@@ -112,7 +117,11 @@ def _boot_classes(inventory: Inventory) -> list[dict[str, Any]]:
     ]
 
 
-def _reservations(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
+def _reservations(inventory: Inventory, host: Host,
+                  tokens: Tokens | None) -> list[dict[str, Any]]:
+    report = host.report_url
+    if tokens is not None and report:
+        report = tokens.host_url(host.name, report)
     out = []
     for index, mac in enumerate(host.macs):
         reservation: dict[str, Any] = {
@@ -121,9 +130,9 @@ def _reservations(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
         }
         # Option 224 comes from the host's two stage classes, never from here:
         # a reservation's options would reach both stages alike.
-        if host.report_url:
+        if report:
             reservation["option-data"] = [
-                kea_string_option("ramboot-report", host.report_url, always_send=True)
+                kea_string_option("ramboot-report", report, always_send=True)
             ]
         # Kea refuses one address reserved twice in a subnet: it goes to the first MAC.
         if host.ip and index == 0:
@@ -132,7 +141,7 @@ def _reservations(inventory: Inventory, host: Host) -> list[dict[str, Any]]:
     return out
 
 
-def kea_config(inventory: Inventory) -> dict[str, Any]:
+def kea_config(inventory: Inventory, tokens: Tokens | None = None) -> dict[str, Any]:
     net = inventory.network
     options: list[dict[str, Any]] = []
     if net.router:
@@ -143,9 +152,10 @@ def kea_config(inventory: Inventory) -> dict[str, Any]:
         options.append(kea_string_option("domain-name", net.domain))
     if inventory.servers.report_url:
         # Clients without a reservation (a new board) still learn where to report.
-        options.append(kea_string_option(
-            "ramboot-report", inventory.servers.report_url, always_send=True
-        ))
+        report = inventory.servers.report_url
+        if tokens is not None:
+            report = tokens.fleet_url(report)
+        options.append(kea_string_option("ramboot-report", report, always_send=True))
     interface = inventory.servers.dhcp_interface or "*"
     return {
         "Dhcp4": {
@@ -158,26 +168,26 @@ def kea_config(inventory: Inventory) -> dict[str, Any]:
                 # Option 225, also private-use: the agent's status report URL.
                 {"name": "ramboot-report", "code": 225, "type": "string", "space": "dhcp4"},
             ],
-            "client-classes": _client_classes(inventory),
+            "client-classes": _client_classes(inventory, tokens),
             "subnet4": [{
                 "id": 1,
                 "subnet": net.subnet,
                 "pools": [{"pool": f"{net.pool[0]} - {net.pool[1]}"}],
                 "option-data": options,
                 "reservations": [
-                    r for host in inventory.hosts for r in _reservations(inventory, host)
+                    r for host in inventory.hosts for r in _reservations(inventory, host, tokens)
                 ],
             }],
         }
     }
 
 
-def render(inventory: Inventory, writer: TreeWriter) -> None:
+def render(inventory: Inventory, writer: TreeWriter, tokens: Tokens | None = None) -> None:
     header = (
         f"// Kea DHCPv4 configuration for the ramboot fleet.\n"
         f"// Generated by `ramboot render` from {comment(inventory.path.name)}; do not edit.\n"
     )
-    writer.text("dhcp/kea-dhcp4.json", header + dumps(kea_config(inventory)) + "\n")
+    writer.text("dhcp/kea-dhcp4.json", header + dumps(kea_config(inventory, tokens)) + "\n")
 
 
 _RESERVATIONS = "@@ramboot-reservations@@"

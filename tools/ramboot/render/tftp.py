@@ -17,13 +17,15 @@ from ramboot.inventory import Inventory
 from ramboot.render._writer import TreeWriter
 from ramboot.render.images import ImageSet
 from ramboot.render.templates import Templates
+from ramboot.tokens import Tokens
 
 RPI_KERNEL = "Image"
 RPI_INITRAMFS = "rootfs.cpio.gz"
 
 
 def render(
-    inventory: Inventory, images: ImageSet, writer: TreeWriter, templates: Templates
+    inventory: Inventory, images: ImageSet, writer: TreeWriter, templates: Templates,
+    tokens: Tokens | None = None,
 ) -> None:
     writer.ensure_dir("tftp")
     for name, source in sorted(images.ipxe.items()):
@@ -43,6 +45,7 @@ def render(
     for host in inventory.hosts:
         if host.family != "rpi4" or host.serial is None:
             continue
+        token = tokens.host(host.name) if tokens is not None else None
         files = targets.pi_boot_files(inventory, host, kernel=RPI_KERNEL,
-                                      initramfs=RPI_INITRAMFS, templates=templates)
+                                      initramfs=RPI_INITRAMFS, templates=templates, token=token)
         writer.populate(f"tftp/{host.serial}", files, {name: f"../{name}" for name in links})

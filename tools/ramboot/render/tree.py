@@ -24,10 +24,11 @@ from pathlib import Path
 from ramboot import targets
 from ramboot.errors import RambootError
 from ramboot.inventory import Inventory
-from ramboot.render import bootconf, dnsmasq, http, kea, tftp
+from ramboot.render import bootconf, dnsmasq, http, kea, kea_ha, tftp
 from ramboot.render._writer import DIR_MODE, TreeWriter
 from ramboot.render.images import ImageSet, find_images
 from ramboot.render.templates import Templates
+from ramboot.tokens import Tokens
 
 MARKER = ".ramboot-render"
 _MARKER_HEADER = (
@@ -67,16 +68,22 @@ def render_tree(
     check_script: ScriptCheck | None = None,
     *,
     check_plan: PlanCheck | None = None,
+    machine_secret: bytes | None = None,
 ) -> RenderResult:
     """Render `inventory` into `out`; `check_script(path, text)` and `check_plan(path,
     data)` return lint problems. Nothing is written when a host's stage 2 would boot
-    ramboot again."""
+    ramboot again.
+
+    With `machine_secret`, each machine's token goes where it reads it (DHCP
+    URLs, the Pi's cmdline.txt), never into the HTTP tree.
+    """
     images = find_images(images_dir, inventory)
     problems = targets.fleet_problems(inventory, ramboot_digests=images.initramfs_digests(),
                                       published=images.published())
     if problems:
         raise targets.TargetError(problems)
     templates = Templates(templates_dir)
+    tokens = Tokens(machine_secret) if machine_secret is not None else None
     out = out.absolute()
     check_replaceable(out)
     try:
@@ -86,7 +93,7 @@ def render_tree(
         raise RambootError(f"{out.parent}: cannot create the output: {error.strerror}") from None
     try:
         return _render_into(staging, inventory, images, templates, out=out,
-                            check_script=check_script, check_plan=check_plan)
+                            check_script=check_script, check_plan=check_plan, tokens=tokens)
     except OSError as error:
         name = f" {error.filename}" if error.filename else ""
         raise RambootError(
@@ -99,18 +106,21 @@ def render_tree(
 
 def _render_into(
     staging: Path, inventory: Inventory, images: ImageSet, templates: Templates, *, out: Path,
-    check_script: ScriptCheck | None, check_plan: PlanCheck | None,
+    check_script: ScriptCheck | None, check_plan: PlanCheck | None, tokens: Tokens | None,
 ) -> RenderResult:
     """Render into `staging`, then swap it with `out` (staging then holds the old tree)."""
     staging.chmod(DIR_MODE)
     result = RenderResult(out=out, warnings=list(images.warnings))
     writer = TreeWriter(staging)
     try:
-        tftp.render(inventory, images, writer, templates)
+        tftp.render(inventory, images, writer, templates, tokens)
         documents = http.render(inventory, images, writer, templates)
         result.scripts, result.plans = documents.scripts, documents.plans
-        kea.render(inventory, writer)
-        dnsmasq.render(inventory, writer, templates)
+        if inventory.dhcp_ha is not None:
+            kea_ha.render(inventory, writer, tokens)
+        else:
+            kea.render(inventory, writer, tokens)
+        dnsmasq.render(inventory, writer, templates, tokens)
         if "rpi4" in inventory.families:
             result.warnings += bootconf.render(inventory, writer, templates)
         writer.finish()

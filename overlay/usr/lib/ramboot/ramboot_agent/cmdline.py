@@ -46,6 +46,7 @@ class Settings:
     interfaces: tuple[str, ...] = ()
     ssh_authorized_keys: str | None = None
     ntp_servers: tuple[str, ...] = ()
+    token: str | None = None
     trust: str | None = None  # imgverify's trusted root fingerprints (trust/roots.py)
     bootif: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -221,6 +222,16 @@ def _text(key: str, value: str | None) -> str:
     return _required(key, value)
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+
+
+def _token(key: str, value: str | None) -> str:
+    text = _required(key, value)
+    if not _TOKEN.fullmatch(text):
+        raise ConfigError(f"{key}=...: a token is 16 to 256 letters, digits or ._~+/=-")
+    return text
+
+
 def _trust(key: str, value: str | None) -> str:
     from ramboot_agent.trust import TrustError  # noqa: PLC0415
     from ramboot_agent.trust.roots import parse_fingerprints  # noqa: PLC0415
@@ -248,6 +259,7 @@ KEYS: dict[str, tuple[str, Callable[[str, str | None], Any]]] = {
     "iface": ("interfaces", _interfaces),
     "ssh_authorized_keys": ("ssh_authorized_keys", _text),
     "ntp": ("ntp_servers", _hosts),
+    "token": ("token", _token),
     "trust": ("trust", _trust),
 }
 

@@ -216,7 +216,8 @@ class BootFlow:
 
         identity = collect_identity(lease)
         report_url = settings.report_url or lease.option_text(net.OPTION_REPORT_URL)
-        self.reporter = reporter = Reporter(identity, report_url, insecure=settings.insecure)
+        self.reporter = reporter = Reporter(identity, report_url, insecure=settings.insecure,
+                                            token=settings.token)
         reporter.emit("kernel-started", uptime=uptime)
         reporter.emit(
             "agent-started", version=__version__,
@@ -237,6 +238,8 @@ class BootFlow:
         # file: only when the kernel command line itself names a local file.
         local = url == settings.url and url.lower().startswith("file:")
         self.fetcher = fetcher = Fetcher(insecure=settings.insecure, allow_file=local)
+        if settings.token:  # for the control plane that answers the instructions URL
+            fetcher.authorize(url, settings.token)
         log.info("instructions: %s", url)
         fetched = fetcher.fetch_bytes(url, max_size=MAX_INSTRUCTIONS_SIZE,
                                       deadline=INSTRUCTIONS_DEADLINE)

@@ -10,6 +10,8 @@ or slow reply costs neither memory nor more than `timeout` seconds.
 Every event carries the kernel's `boot_id` and a `seq` counting from 1, so a
 collector stores each `(boot_id, seq)` once however often it is retried.
 Strings in events are scrubbed of URL credentials and cut to a bounded length.
+A report URL with userinfo is sent as HTTP Basic; otherwise, with
+`ramboot.token=`, each POST carries `Authorization: Bearer <token>`.
 """
 # ruff: noqa: PLC0415 (http.client is imported by the sender thread only)
 
@@ -97,9 +99,11 @@ class Reporter:
         cafile: str | None = None,
         insecure: bool = False,
         boot_id: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.identity = dict(identity)
         self.boot_id = boot_id if boot_id is not None else read_boot_id()
+        self.token = token
         self.spool_limit = max(1, spool_limit)
         self.clock = clock
         self.wall_clock = wall_clock
@@ -344,6 +348,8 @@ class Reporter:
             token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             encoded = base64.b64encode(token.encode("utf-8", "surrogateescape")).decode()
             headers["Authorization"] = f"Basic {encoded}"
+        elif self.token:  # ramboot.token=, for the control plane (ramboot serve)
+            headers["Authorization"] = f"Bearer {self.token}"
         watchdog = httpwire.Watchdog(timeout)
         connection = httpwire.open_connection(parts, timeout=timeout, watchdog=watchdog,
                                               context=context)

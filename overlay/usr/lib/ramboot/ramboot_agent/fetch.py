@@ -300,6 +300,12 @@ class _FileSink(_Sink):
         self.part.unlink(missing_ok=True)
 
 
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
 class Fetcher:
     """Downloads with retries, redirects, resume and verification.
 
@@ -339,6 +345,8 @@ class Fetcher:
         self.allow_file = allow_file
         self.sleep = sleep
         self._ssl_context: ssl.SSLContext | None = None
+        self._token: str | None = None
+        self._token_origins: set[tuple[str, str, int | None]] = set()
         if insecure:
             log.warning("TLS certificate verification is DISABLED (insecure): "
                         "any machine on the path can substitute what this agent boots")
@@ -540,9 +548,17 @@ class Fetcher:
         return httpwire.open_connection(parts, timeout=timeout, watchdog=watchdog,
                                         context=context)
 
+    def authorize(self, url: str, token: str) -> None:
+        """Send `Authorization: Bearer token` to `url`'s origin (scheme, host, port)
+        only: never to an image server or CDN a plan or script names."""
+        self._token = token
+        self._token_origins.add(_origin(urlsplit(url)))
+
     def _headers(self, parts: SplitResult) -> dict[str, str]:
         headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity",
                    "Connection": "close"}
+        if self._token and _origin(parts) in self._token_origins:
+            headers["Authorization"] = f"Bearer {self._token}"
         if parts.username is not None:
             import base64
             token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"

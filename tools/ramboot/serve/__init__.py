@@ -1,0 +1,1 @@
+"""`ramboot serve`: the control plane (boot answers, events, state, the fleet page)."""
