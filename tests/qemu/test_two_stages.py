@@ -1,11 +1,12 @@
 """Both stages of one host, rendered by `ramboot render`, served as rendered, in QEMU.
 
-x86_64: real iPXE (Debian trixie's ipxe.lkrn running board/common/ipxe/ramboot.ipxe,
-as when embedded) DHCPs from the rendered Kea configuration, chains to its stage 1,
-which boots ramboot (the image set of tests/lib/images.py: the offline image, or a
-Buildroot output); ramboot's agent DHCPs with its vendor class, gets its own
-option 224 from the same Kea, fetches its stage 2 (a kexec plan) and kexecs the
-second-stage kernel, which prints its marker.
+x86_64: real iPXE (Debian trixie's ipxe.lkrn under SeaBIOS, or its ipxe.efi under
+OVMF, running board/common/ipxe/ramboot.ipxe as when embedded) DHCPs from the
+rendered Kea configuration, chains to its stage 1, which boots ramboot (the image
+set of tests/lib/images.py: the offline image, or a Buildroot output); ramboot's
+agent DHCPs with its vendor class, gets its own option 224 from the same Kea,
+fetches its stage 2 (a kexec plan) and kexecs the second-stage kernel, which
+prints its marker.
 
 aarch64 `virt`, the Pi's path: QEMU plays the Pi firmware (kernel + initramfs, and
 the rendered cmdline.txt as the command line); the agent DHCPs from the rendered
@@ -30,9 +31,17 @@ from ramboot.inventory import load_inventory
 from ramboot.render.tree import render_tree
 from tests.lib.httpd import requests, start_httpd
 from tests.lib.images import SECOND_STAGE_MARKER, ImageSet
-from tests.lib.ipxe import require_ipxe_lkrn, sercon_argv
+from tests.lib.ipxe import default_ipxe_efi, require_ipxe_lkrn, sercon_argv
 from tests.lib.netlab import SERVER_IP, require_netns, start_kea, tap_lab
-from tests.lib.qemu import Qemu, aarch64_argv, require_qemu, tap_nic_argv, x86_64_argv
+from tests.lib.qemu import (
+    Qemu,
+    aarch64_argv,
+    ovmf_x86_64_argv,
+    require_ovmf,
+    require_qemu,
+    tap_nic_argv,
+    x86_64_argv,
+)
 from tests.qemu.collector import events, start_collector
 from tests.qemu.conftest import image_set_or_fail
 from tests.tools.render.helpers import kea_for_test
@@ -137,10 +146,29 @@ def assert_stages_apart(log: Path, machine: Machine) -> list[tuple[str, str]]:
     return seen
 
 
-def test_x86_64_ipxe_stage1_into_ramboot_then_stage2_kexec(tmp_path: Path) -> None:
+def x86_64_firmware_argv(firmware: str, tap: str, tmp_path: Path) -> list[str]:
+    """QEMU running ramboot.ipxe in real iPXE: as ipxe.lkrn under SeaBIOS, or as
+    ipxe.efi (its autoexec.ipxe) under OVMF."""
+    nic = tap_nic_argv(tap, mac=GUEST_MAC, model="virtio-net-pci")
+    if firmware == "bios":
+        return x86_64_argv(kernel=require_ipxe_lkrn(), initrd=RAMBOOT_IPXE, memory_mb=1024,
+                           extra=["-smp", "1", *sercon_argv(tmp_path), *nic])
+    ovmf = require_ovmf()
+    efi = default_ipxe_efi()
+    if not efi.is_file():
+        pytest.skip(f"{efi} is missing (scripts/install-deps unpacks Debian trixie's ipxe)")
+    esp = tmp_path / "esp" / "EFI" / "BOOT"
+    esp.mkdir(parents=True)
+    shutil.copyfile(efi, esp / "BOOTX64.EFI")
+    shutil.copyfile(RAMBOOT_IPXE, tmp_path / "esp" / "autoexec.ipxe")
+    return ovmf_x86_64_argv(firmware=ovmf, workdir=tmp_path, esp=tmp_path / "esp",
+                            memory_mb=1024, extra=["-smp", "1", *nic])
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_x86_64_ipxe_stage1_into_ramboot_then_stage2_kexec(tmp_path: Path, firmware: str) -> None:
     require_netns("kea-dhcp4")
     require_qemu(X86.system)
-    lkrn = require_ipxe_lkrn()
     images = image_set_or_fail(X86.images)
     out, inventory = render(X86, images, tmp_path)
     (host,) = inventory.hosts
@@ -151,13 +179,10 @@ def test_x86_64_ipxe_stage1_into_ramboot_then_stage2_kexec(tmp_path: Path) -> No
         start_httpd(lab.ns, bind=SERVER_IP, port=HTTP_PORT, root=out / "http",
                     log_path=http_log)
         start_collector(lab.ns, bind=SERVER_IP, port=REPORT_PORT, log_path=events_log)
-        tap = lab.add_tap()
-        argv = x86_64_argv(kernel=lkrn, initrd=RAMBOOT_IPXE, memory_mb=1024, extra=[
-            "-smp", "1", *sercon_argv(tmp_path),
-            *tap_nic_argv(tap, mac=GUEST_MAC, model="virtio-net-pci")])
+        argv = x86_64_firmware_argv(firmware, lab.add_tap(), tmp_path)
         with Qemu(argv, log_path=tmp_path / "console.log", namespace=lab.ns) as vm:
             vm.expect_exact(f"ramboot: chain attempt 1/3: {BASE}/stage1/{X86.name}.ipxe",
-                            timeout=120)
+                            timeout=180)
             vm.expect_exact("ramboot-agent", timeout=300)  # ramboot's kernel and agent
             vm.expect(rf"{SECOND_STAGE_MARKER} cmdline=\[([^\]\r\n]*)\]", timeout=300)
             assert vm.child is not None
