@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ramboot_agent.plan.context import ActionError, Context
+from ramboot_agent.plan.actions import rootswitch
+from ramboot_agent.plan.context import Context
 from ramboot_agent.plan.kind import ActionKind, Result
-from ramboot_agent.plan.model import Fields, Handoff
-from ramboot_agent.roots import handoff, keys, layers, nbd, nfs
+from ramboot_agent.plan.model import Fields
+from ramboot_agent.roots import keys, layers, nbd, nfs
 from ramboot_agent.roots.keys import ExtraMount, Overlay
 from ramboot_agent.roots.layout import Layout
-from ramboot_agent.roots.mounts import Mounts, mounted_below
+from ramboot_agent.roots.mounts import Mounts
 
 # Filesystems an NBD root may hold (modules loaded when the kernel has them so).
 NBD_FILESYSTEMS = (*layers.DISK_FILESYSTEMS, "squashfs", "erofs")
@@ -88,42 +89,15 @@ class Netroot(ActionKind[NetrootSpec]):
         text = f"would mount {spec.root} {mode} on {where}"
         if spec.overlay.kind != "none":
             text += f", with {spec.overlay.describe()} on {layout.newroot}"
-        if spec.mounts:
-            text += ", then " + ", ".join(m.describe() for m in spec.mounts)
-        text += f", check {spec.init} and switch_root into it"
-        try:
-            handoff.check_init_can_switch(layout)
-        except Exception as error:
-            text += f" (but here: {error})"
-        return text
+        return text + rootswitch.describe_switch(spec.mounts, spec.init, layout)
 
     def run(self, spec: NetrootSpec, ctx: Context) -> Result:
-        from ramboot_agent.identity import saved_lease  # noqa: PLC0415
-
         layout = self.layout
-        handoff.check_init_can_switch(layout)
-        busy = mounted_below(layout.newroot) + mounted_below(layout.layers)
-        if busy:
-            raise ActionError(f"{busy[0]} is already mounted (an earlier attempt?): "
-                                      "reboot to try again")
-        mounts = Mounts(ctx)
-        try:
-            variables = self._mount_root(spec, mounts, layout)
-            checked = layers.inspect(ctx, layout, spec.init, spec.mounts, spec.root)
-            layers.extra_mounts(mounts, layout, spec.mounts, checked.modes)
-            handover = handoff.Handover("netroot", spec.root, spec.init, spec.init_args,
-                                        checked.resolved, variables)
-            written = handoff.write_handover(layout, handover, lease=saved_lease())
-        except BaseException:
-            mounts.undo()
-            raise
-        mounts.keep()
-        ctx.reporter.emit("root-ready", index=ctx.action_index, action="netroot",
-                          root=spec.root, init=spec.init, resolved_init=checked.resolved,
-                          handover=written, **{k.removeprefix("RAMBOOT_").lower(): v
-                                               for k, v in variables.items()})
-        return Handoff("switch_root", lambda: handoff.switch(
-            layout, handover, reporter=ctx.reporter, out=ctx.out))
+        rootswitch.check_can_switch(layout)
+        return rootswitch.switch_into(
+            ctx, layout, action="netroot", root=spec.root, init=spec.init,
+            init_args=spec.init_args, mounts=spec.mounts,
+            mount_root=lambda mounts: self._mount_root(spec, mounts, layout))
 
     def _mount_root(self, spec: NetrootSpec, mounts: Mounts, layout: Layout) -> dict[str, str]:
         """The network root (and its overlay) at /newroot; the RAMBOOT_* it adds."""

@@ -16,14 +16,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from ramboot_agent.plan.actions import rootswitch
 from ramboot_agent.plan.context import ActionError, Context
 from ramboot_agent.plan.kind import ActionKind, Result
-from ramboot_agent.plan.model import Fields, Handoff
-from ramboot_agent.roots import archive, handoff, keys, layers
+from ramboot_agent.plan.model import Fields
+from ramboot_agent.roots import archive, keys, layers
 from ramboot_agent.roots.helpers import helper_argv
 from ramboot_agent.roots.keys import ExtraMount
 from ramboot_agent.roots.layout import Layout
-from ramboot_agent.roots.mounts import Mounts, mounted_below
+from ramboot_agent.roots.mounts import Mounts
 
 log = logging.getLogger("ramboot.roots")
 
@@ -72,45 +73,23 @@ class Ramroot(ActionKind[RamrootSpec]):
         text = (f"would download {url} ({spec.digest[0]} checked) into a tmpfs of "
                 f"size={spec.size} at {self.layout.ram}, install it as {kind} on "
                 f"{self.layout.newroot}")
-        if spec.mounts:
-            text += ", then " + ", ".join(m.describe() for m in spec.mounts)
-        text += f", check {spec.init} and switch_root into it"
-        try:
-            handoff.check_init_can_switch(self.layout)
-        except Exception as error:
-            text += f" (but here: {error})"
-        return text
+        return text + rootswitch.describe_switch(spec.mounts, spec.init, self.layout)
 
     def run(self, spec: RamrootSpec, ctx: Context) -> Result:
         from ramboot_agent.fetch import resolve_url  # noqa: PLC0415
-        from ramboot_agent.identity import saved_lease  # noqa: PLC0415
 
         layout = self.layout
-        handoff.check_init_can_switch(layout)
-        busy = mounted_below(layout.newroot) + mounted_below(layout.layers)
-        if busy:
-            raise ActionError(f"{busy[0]} is already mounted (an earlier attempt?): "
-                              "reboot to try again")
+        rootswitch.check_can_switch(layout)
         url = resolve_url(ctx.base_url, spec.url)
-        mounts = Mounts(ctx)
-        try:
+
+        def mount_root(mounts: Mounts) -> dict[str, str]:
             layers.tmpfs(mounts, layout.ram, spec.size)
             image = self._fetch(spec, url, ctx, layout.ram)
-            variables = self._install(spec, image, ctx, mounts, layout)
-            checked = layers.inspect(ctx, layout, spec.init, spec.mounts, url)
-            layers.extra_mounts(mounts, layout, spec.mounts, checked.modes)
-            handover = handoff.Handover("ramroot", url, spec.init, spec.init_args,
-                                        checked.resolved, variables)
-            written = handoff.write_handover(layout, handover, lease=saved_lease())
-        except BaseException:
-            mounts.undo()
-            raise
-        mounts.keep()
-        ctx.reporter.emit("root-ready", index=ctx.action_index, action="ramroot", root=url,
-                          init=spec.init, resolved_init=checked.resolved, handover=written,
-                          **{k.removeprefix("RAMBOOT_").lower(): v for k, v in variables.items()})
-        return Handoff("switch_root", lambda: handoff.switch(
-            layout, handover, reporter=ctx.reporter, out=ctx.out))
+            return self._install(spec, image, ctx, mounts, layout)
+
+        return rootswitch.switch_into(
+            ctx, layout, action="ramroot", root=url, init=spec.init,
+            init_args=spec.init_args, mounts=spec.mounts, mount_root=mount_root)
 
     def _fetch(self, spec: RamrootSpec, url: str, ctx: Context, directory: Path) -> Path:
         """Download into the tmpfs; the digest is checked before anything reads the image."""
