@@ -19,7 +19,7 @@ OUTPUT ?= $(CURDIR)/output
 # Buildroot's own Makefile serialises itself; every call goes through here.
 BR_MAKE = $(MAKE) -C $(BUILDROOT) BR2_EXTERNAL=$(CURDIR)
 
-.PHONY: help test test-deps build-deps lint buildroot-source $(BOARDS)
+.PHONY: help test test-extended test-deps build-deps lint buildroot-source $(BOARDS)
 
 help:
 	@echo 'Images (output in output/<board>/images, see docs/br-tree.md):'
@@ -32,6 +32,7 @@ help:
 	@echo 'Development:'
 	@echo '  test                    set up what the tests need (root on Debian:'
 	@echo '                          system packages too), then run the test suite'
+	@echo '  test-extended           the same, with the long extended tests too'
 	@echo '  lint                    ruff and shellcheck'
 	@echo 'Variables: BUILDROOT_DIR (an existing Buildroot tree), OUTPUT, BUILDROOT_CACHE'
 
@@ -43,7 +44,13 @@ test-deps:
 build-deps:
 	@scripts/install-deps --if-needed --build
 
+# The default suite leaves out the `extended` tests (long variants of scenarios it
+# covers: the same flow on the other architecture, failures that wait out a timeout);
+# test-extended runs everything.
 test: test-deps
+	$(PYTHON) -m pytest -m 'not extended' $(PYTEST_ARGS)
+
+test-extended: test-deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: test-deps

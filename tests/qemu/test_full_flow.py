@@ -105,7 +105,12 @@ def timeline(received: list[dict[str, Any]], marker_after: float) -> dict[str, f
     return points
 
 
-@pytest.mark.parametrize("machine", MACHINES, ids=[m.target for m in MACHINES])
+# aarch64 is extended: its agent flow runs in the default suite through
+# test_two_stages.py and test_serve_flow.py.
+@pytest.mark.parametrize("machine", [
+    pytest.param(MACHINES[0], id=MACHINES[0].target),
+    pytest.param(MACHINES[1], id=MACHINES[1].target, marks=pytest.mark.extended),
+])
 def test_dhcp_fetch_interpret_kexec(machine: Machine, tmp_path: Path) -> None:
     require_netns("kea-dhcp4")
     require_qemu(machine.system)

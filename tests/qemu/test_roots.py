@@ -296,6 +296,8 @@ def test_the_nbd_server_going_away_mid_boot_fails_into_the_rescue_shell(
             assert shell.run_check("cat /sys/block/nbd0/size") == ["0"]
 
 
+# Extended: each waits out a timeout; the NBD case above is the default suite's.
+@pytest.mark.extended
 def test_the_nfs_server_going_away_mid_boot_fails_into_the_rescue_shell(
         x86_64_images: ImageSet, tmp_path: Path) -> None:
     with roots_lab(tmp_path) as lab:
@@ -316,6 +318,7 @@ def test_the_nfs_server_going_away_mid_boot_fails_into_the_rescue_shell(
                                    "|| true") == ["0"]
 
 
+@pytest.mark.extended
 def test_the_http_server_going_away_mid_download_fails_into_the_rescue_shell(
         x86_64_images: ImageSet, tmp_path: Path) -> None:
     with roots_lab(tmp_path) as lab:

@@ -417,6 +417,8 @@ def test_x86_64_install_then_its_disk_until_reinstall(tmp_path: Path) -> None:
         print(operator.run("status", "srv-install").stdout)
 
 
+# Extended: the install test below takes the same path through serve, and more.
+@pytest.mark.extended
 def test_pi_agent_path_on_aarch64_virt(tmp_path: Path) -> None:
     """The Pi's path: the EEPROM's stage 1 is TFTP (here QEMU with the rendered
     cmdline.txt), so only the agent asks serve: the URL and token its cmdline.txt has."""
