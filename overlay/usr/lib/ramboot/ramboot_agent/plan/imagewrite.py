@@ -19,6 +19,7 @@ already written and verified are not written again, only re-checked.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -40,6 +41,7 @@ log = logging.getLogger("ramboot.plan")
 
 WRITE_BUFFER = 4 << 20  # small pieces are gathered up to this; larger ones go straight out
 DIRECT_WRITE = 1 << 20
+SPLICE_BYTES = 1 << 20  # one splice at most: the size of the decoder's pipe
 FEED_BATCH = 1 << 20  # served bytes handed to the decoder at once (fewer thread hand-offs)
 _ZEROS = bytes(1 << 20)
 
@@ -116,6 +118,34 @@ class DeviceWriter:
         if self._buffer:
             self._pwrite(memoryview(self._buffer), self._buffer_at)
             self._buffer.clear()
+
+    @property
+    def can_splice(self) -> bool:
+        """Image bytes may go from a pipe to the disk without Python seeing them."""
+        return type(self) is DeviceWriter and self.image_hash is None
+
+    def splice_from(self, pipe: int) -> int:
+        """Move the next image bytes from `pipe` to the disk at their offset; 0 at EOF.
+
+        Raises OSError (EINVAL, ENOSYS) when this kernel or target cannot splice:
+        the caller reads instead.
+        """
+        room = self.device_size - self.position
+        if room <= 0:  # the disk is full: any further byte is one too many
+            if os.read(pipe, 1):
+                raise self.too_large(self.position + 1)
+            return 0
+        try:
+            count = os.splice(pipe, self.fd, min(SPLICE_BYTES, room),
+                              offset_dst=self.position)
+        except OSError as error:
+            if error.errno in (errno.EINVAL, errno.ENOSYS):
+                raise
+            raise ActionError(f"{self.path}: write at byte {self.position} failed: "
+                              f"{error.strerror}") from None
+        self.position += count
+        self.written += count
+        return count
 
     def _pwrite(self, data: memoryview, offset: int) -> None:
         done = 0
@@ -242,19 +272,19 @@ class ImageSink(Sink):
     whole file (reset) turns it back into one streamed download.
     """
 
-    def __init__(self, url: str, writer: DeviceWriter, algorithm: str,
+    def __init__(self, url: str, writer: DeviceWriter, algorithm: str | None,
                  spans: list[tuple[int, int]] | None = None) -> None:
         super().__init__(url)
         self.spans = spans if spans and spans[0][0] == 0 and len(spans) <= MAX_SPANS else None
         self.span = 0
-        if self.spans is not None:
+        if self.spans is not None and algorithm is not None:
             # The file's digest is the image's: fetched bytes and holes, in order.
             writer.image_hash_name = algorithm
             writer.image_hash = hashlib.new(algorithm)
         self.writer = writer
-        self.algorithm = algorithm
+        self.algorithm = algorithm  # None: no digest of the file (an authenticated bmap)
         # sha256 is what the fetcher's own hasher computes: do not hash twice.
-        self.extra: hashlib._Hash | None = None if algorithm == "sha256" \
+        self.extra: hashlib._Hash | None = None if algorithm in (None, "sha256") \
             else hashlib.new(algorithm)
         self.decoder: Decoder | None = None
         self.format: str | None = None
@@ -263,8 +293,11 @@ class ImageSink(Sink):
         self._head = b""
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._batched = True  # the decoder wants large pieces (not a pipe it writes into)
 
-    def served_digest(self) -> str:
+    def served_digest(self) -> str | None:
+        if self.algorithm is None:
+            return None
         if self.spans is not None:
             assert self.writer.image_hash is not None
             return self.writer.image_hash.hexdigest()
@@ -293,8 +326,9 @@ class ImageSink(Sink):
         self.announced = total
 
     def write(self, chunk: bytes) -> None:
-        if self.spans is not None and self.format == "raw":
-            self.size += len(chunk)  # the digest is the writer's, holes included
+        if self.algorithm is None or (self.spans is not None and self.format == "raw"):
+            # No digest of the file, or the writer's (holes included): count only.
+            self.size += len(chunk)
         else:
             super().write(chunk)
             if self.extra is not None:
@@ -314,7 +348,7 @@ class ImageSink(Sink):
                 chunk, done = chunk[:max(keep, 0)], True
         self._pending.append(chunk)
         self._pending_bytes += len(chunk)
-        if self._pending_bytes >= FEED_BATCH or done:
+        if self._pending_bytes >= FEED_BATCH or done or not self._batched:
             self._feed()
         if done:
             raise SpanDone
@@ -335,7 +369,10 @@ class ImageSink(Sink):
             raise self.writer.too_large(known)
         log.info("%s: %s image%s", self.url, self.format,
                  f" of {known} bytes" if known is not None else "")
-        self.decoder = make_decoder(self.format, self.writer.accept)
+        self.decoder = make_decoder(
+            self.format, self.writer.accept,
+            splice=self.writer.splice_from if self.writer.can_splice else None)
+        self._batched = self.decoder.batched
         if self.spans is not None and isinstance(self.writer, BmapWriter):
             self.decoder.on_skip = self.writer.skip
 
@@ -352,7 +389,7 @@ class ImageSink(Sink):
             log.warning("%s: the server did not send the range asked for: streaming the "
                         "whole image instead", self.url)
             self._stream_whole()
-        if self.extra is not None:
+        if self.extra is not None and self.algorithm is not None:
             self.extra = hashlib.new(self.algorithm)
         if self.decoder is not None:
             self.decoder.abort()
