@@ -77,6 +77,7 @@ def zstd_module() -> Any:
 
 
 Emit = Callable[[memoryview], None]
+Input = bytes | memoryview | list[bytes] | int  # see Decoder.feed
 # Moves image bytes from a pipe straight to the disk (splice): returns the count, 0 at EOF.
 Splice = Callable[[int], int]
 
@@ -92,7 +93,7 @@ class Decoder:
         self.error: BaseException | None = None
         self.output = 0  # image bytes emitted
         self._stop = threading.Event()
-        self._queue: queue.Queue[bytes | int | None] = queue.Queue(QUEUE_DEPTH)
+        self._queue: queue.Queue[bytes | list[bytes] | int | None] = queue.Queue(QUEUE_DEPTH)
         self.on_skip: Callable[[int], None] | None = None  # raw images fetched by ranges
         self._thread = threading.Thread(target=self._run, name=f"decode-{self.name}",
                                         daemon=True)
@@ -100,8 +101,9 @@ class Decoder:
 
     # --- the feeding side (the download) ---------------------------------------------
 
-    def feed(self, chunk: bytes | memoryview | int) -> None:
-        """Served bytes; or (an int) that many bytes not fetched, known to be holes.
+    def feed(self, chunk: Input) -> None:
+        """Served bytes (or a list of pieces, in order); or (an int) that many bytes not
+        fetched, known to be holes.
 
         A memoryview is only valid during the call (the caller reuses its buffer).
         """
@@ -156,7 +158,8 @@ class Decoder:
                     self.output += chunk
                     self.on_skip(chunk)
                     continue
-                self._decode(chunk)
+                for piece in chunk if isinstance(chunk, list) else (chunk,):
+                    self._decode(piece)
         except BaseException as error:
             self.error = error
 
@@ -296,13 +299,15 @@ class _ZstdProcess(Decoder):
         self._splice = splice
         super().__init__(emit)
 
-    def feed(self, chunk: bytes | memoryview | int) -> None:
+    def feed(self, chunk: Input) -> None:
         self._raise_if_failed()
         assert not isinstance(chunk, int), "holes are for raw images only"
-        view, fd = memoryview(chunk), self._stdin.fileno()
+        fd = self._stdin.fileno()
         try:
-            while view:
-                view = view[os.write(fd, view):]
+            for piece in chunk if isinstance(chunk, list) else (chunk,):
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
         except BrokenPipeError:
             self._thread.join(timeout=ZSTD_EXIT_TIMEOUT)
             self._raise_if_failed()

@@ -75,7 +75,9 @@ class DeviceWriter:
         self.requested_hash = image_hash  # what the caller asked for (spans may add one)
         self.position = 0  # image bytes accepted
         self.written = 0  # bytes written to the device (all attempts)
-        self._buffer = bytearray()
+        # Allocated once: a buffer grown and freed per write faults its pages in every time.
+        self._buffer = memoryview(bytearray(WRITE_BUFFER))
+        self._filled = 0
         self._buffer_at = 0
         self.image_hash = hashlib.new(image_hash) if image_hash else None
 
@@ -103,21 +105,26 @@ class DeviceWriter:
 
     def store(self, data: memoryview, offset: int) -> None:
         """Write `data` at `offset` (buffered while contiguous)."""
-        if self._buffer and self._buffer_at + len(self._buffer) != offset:
+        if self._filled and self._buffer_at + self._filled != offset:
             self.flush_buffer()
-        if not self._buffer:
+        if not self._filled:
             self._buffer_at = offset
             if len(data) >= DIRECT_WRITE:
                 self._pwrite(data, offset)
                 return
-        self._buffer += data
-        if len(self._buffer) >= WRITE_BUFFER:
-            self.flush_buffer()
+        while data:
+            take = min(len(data), WRITE_BUFFER - self._filled)
+            self._buffer[self._filled:self._filled + take] = data[:take]
+            self._filled += take
+            data = data[take:]
+            if self._filled == WRITE_BUFFER:
+                self.flush_buffer()  # the rest continues right after it
 
     def flush_buffer(self) -> None:
-        if self._buffer:
-            self._pwrite(memoryview(self._buffer), self._buffer_at)
-            self._buffer.clear()
+        if self._filled:
+            self._pwrite(self._buffer[:self._filled], self._buffer_at)
+            self._buffer_at += self._filled
+            self._filled = 0
 
     @property
     def can_splice(self) -> bool:
@@ -356,7 +363,8 @@ class ImageSink(Sink):
     def _feed(self) -> None:
         assert self.decoder is not None
         if self._pending:
-            batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            # A list, not a join: joining 1 MiB costs a copy and fresh pages every time.
+            batch = self._pending[0] if len(self._pending) == 1 else self._pending
             self._pending, self._pending_bytes = [], 0
             self.decoder.feed(batch)
 
