@@ -19,6 +19,7 @@ already written and verified are not written again, only re-checked.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -40,6 +41,9 @@ from ramboot_agent.plan.disks import human_size
 log = logging.getLogger("ramboot.plan")
 
 WRITE_BUFFER = 4 << 20  # small pieces are gathered up to this; larger ones go straight out
+# Written bytes are handed to writeback every this much (see DeviceWriter._written):
+# otherwise a GiB waits in the page cache until the final fsync writes it all at once.
+WRITEBACK_EVERY = 32 << 20
 DIRECT_WRITE = 1 << 20
 SPLICE_BYTES = 1 << 20  # one splice at most: the size of the decoder's pipe
 FEED_BATCH = 1 << 20  # served bytes handed to the decoder at once (fewer thread hand-offs)
@@ -79,6 +83,8 @@ class DeviceWriter:
         self._buffer = memoryview(bytearray(WRITE_BUFFER))
         self._filled = 0
         self._buffer_at = 0
+        self._dirty: tuple[int, int] | None = None  # written, writeback not started yet
+        self._dirty_bytes = 0
         self.image_hash = hashlib.new(image_hash) if image_hash else None
 
     def reset(self) -> None:
@@ -151,7 +157,7 @@ class DeviceWriter:
             raise ActionError(f"{self.path}: write at byte {self.position} failed: "
                               f"{error.strerror}") from None
         self.position += count
-        self.written += count
+        self._written(self.position - count, count)
         return count
 
     def _pwrite(self, data: memoryview, offset: int) -> None:
@@ -165,7 +171,25 @@ class DeviceWriter:
             if count <= 0:
                 raise ActionError(f"{self.path}: write at byte {offset + done} wrote nothing")
             done += count
-        self.written += len(data)
+        self._written(offset, len(data))
+
+    def _written(self, offset: int, length: int) -> None:
+        """Count a write; start the writeback of what was written since the last start.
+
+        POSIX_FADV_DONTNEED starts writing dirty pages back without waiting for them
+        (WB_SYNC_NONE) and drops the clean ones, so the disk works while the download
+        goes on and the final fsync has little left to do. As bmaptool lowers the
+        device's dirty ratio for the same reason.
+        """
+        self.written += length
+        low = min(self._dirty[0], offset) if self._dirty else offset
+        high = max(self._dirty[1], offset + length) if self._dirty else offset + length
+        self._dirty = (low, high)
+        self._dirty_bytes += length
+        if self._dirty_bytes >= WRITEBACK_EVERY:
+            with contextlib.suppress(OSError):  # advice only: fsync still makes it durable
+                os.posix_fadvise(self.fd, low, high - low, os.POSIX_FADV_DONTNEED)
+            self._dirty, self._dirty_bytes = None, 0
 
 
 @dataclass
