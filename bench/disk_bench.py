@@ -5,8 +5,10 @@
    `ramboot-agent run-plan` (image action: sha256 checked, resumable) against
    `curl -s URL | zstd -dc | dd of=DEV bs=4M iflag=fullblock conv=fsync`.
 2. A 4 GiB sparse raw image with 1 GiB mapped and its bmap: the image action
-   with the bmap against `bmaptool copy --bmap`, and against the image action
-   writing the same image densely (no bmap).
+   with the bmap (authenticated by `bmap_digest`, no whole-file digest: what
+   bmaptool checks too) against `bmaptool copy --bmap`, and against the image
+   action writing the same image densely (no bmap); also the bmap with the
+   whole-file `digest` as well (its 3 GiB of holes hashed as zeros).
 3. Read-back verification of the 1 GiB written: `blockdev.read_back` (what
    `verify` runs: O_DIRECT, page cache dropped first) against
    `openssl dgst -sha256 DEV` (page cache dropped first too).
@@ -32,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,7 +118,7 @@ def sh(argv: list[str], **kwargs: object) -> None:
     subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
 
 
-def run_plan(work: Path, action: dict[str, object]) -> dict[str, object]:
+def run_plan(work: Path, action: Mapping[str, object]) -> dict[str, object]:
     plan = work / "plan.json"
     plan.write_text(json.dumps({"ramboot-plan": 1, "actions": [action]}))
     report = work / "plan.out"
@@ -125,13 +127,25 @@ def run_plan(work: Path, action: dict[str, object]) -> dict[str, object]:
     return {}
 
 
+LOADS: list[float] = []  # the 1-minute load average before each timed run
+
+
+def timed_at_load(run: Callable[[], object]) -> float:
+    LOADS.append(os.getloadavg()[0])
+    return timed(run)
+
+
 def compare(name: str, ours: list[float], theirs: list[float], size: int,
             target: str) -> dict[str, object]:
     a, b = statistics.median(ours), statistics.median(theirs)
     line = {"benchmark": name, "ours_s": round(a, 2), "peer_s": round(b, 2),
+            "ours_range": [round(min(ours), 2), round(max(ours), 2)],
+            "peer_range": [round(min(theirs), 2), round(max(theirs), 2)],
             "ours_MBps": round(size / a / 1e6), "peer_MBps": round(size / b / 1e6),
             "ratio": round(b / a, 3), "target": target,
+            "load": [round(min(LOADS), 1), round(max(LOADS), 1)] if LOADS else None,
             "runs": [[round(x, 2) for x in ours], [round(x, 2) for x in theirs]]}
+    LOADS.clear()
     print(json.dumps(line), flush=True)
     return line
 
@@ -199,9 +213,9 @@ def zstd_and_read_back(args: argparse.Namespace, www: Path, base: str,
     ours, theirs = [], []
     for _ in range(args.runs):
         target.reset()
-        ours.append(timed(lambda: run_plan(args.work, action)))
+        ours.append(timed_at_load(lambda: run_plan(args.work, action)))
         target.reset()
-        theirs.append(timed(lambda: sh(
+        theirs.append(timed_at_load(lambda: sh(
             ["sh", "-c", f"curl -sf {url} | zstd -dc | dd of={target.device} bs=4M "
                          "iflag=fullblock conv=fsync status=none"])))
     results.append(compare("1 GiB zstd image, HTTP -> loop device", ours, theirs, GiB,
@@ -215,9 +229,9 @@ def zstd_and_read_back(args: argparse.Namespace, www: Path, base: str,
     try:
         for _ in range(args.runs):
             drop(exact)
-            ours.append(timed(lambda: blockdev.read_back(exact, [(0, GiB)], "sha256")))
+            ours.append(timed_at_load(lambda: blockdev.read_back(exact, [(0, GiB)], "sha256")))
             drop(exact)
-            theirs.append(timed(lambda: sh(["openssl", "dgst", "-sha256", exact],
+            theirs.append(timed_at_load(lambda: sh(["openssl", "dgst", "-sha256", exact],
                                            stdout=subprocess.DEVNULL)))
         (digest,) = blockdev.read_back(exact, [(0, GiB)], "sha256")
     finally:
@@ -250,22 +264,33 @@ def sparse_with_bmap(args: argparse.Namespace, sparse_work: Path,
         starget = Loop(sparse_work / "target.raw", 4 * GiB + 64 * MiB)
         loops.append(starget)
         with_bmap = {"action": "image", "url": f"{sbase}/sparse.img",
-                     "digest": f"sha256:{sparse_digest}", "bmap": f"{sbase}/sparse.img.bmap",
+                     "bmap": f"{sbase}/sparse.img.bmap",
+                     "bmap_digest": f"sha256:{sha256(swww / 'sparse.img.bmap')}",
                      "target": {"path": starget.device}}
-        dense = {key: value for key, value in with_bmap.items() if key != "bmap"}
-        ours, peer, dense_runs = [], [], []
-        for _ in range(args.runs):
+        both = {**with_bmap, "digest": f"sha256:{sparse_digest}"}
+        dense = {"action": "image", "url": f"{sbase}/sparse.img",
+                 "digest": f"sha256:{sparse_digest}", "target": {"path": starget.device}}
+        ours, peer, ours_both, dense_runs = [], [], [], []
+        loads: list[float] = []
+        for index in range(args.runs):  # interleaved: every variant sees the same load
             starget.reset()
-            ours.append(timed(lambda: run_plan(sparse_work, with_bmap)))
+            ours.append(timed_at_load(lambda: run_plan(sparse_work, with_bmap)))
             starget.reset()
-            peer.append(timed(lambda: sh(
+            peer.append(timed_at_load(lambda: sh(
                 ["bmaptool", "-q", "copy", "--bmap", str(swww / "sparse.img.bmap"),
                  f"{sbase}/sparse.img", starget.device])))
-        for _ in range(max(1, args.runs - 1)):
             starget.reset()
-            dense_runs.append(timed(lambda: run_plan(sparse_work, dense)))
+            ours_both.append(timed_at_load(lambda: run_plan(sparse_work, both)))
+            if index < max(1, args.runs - 1):
+                starget.reset()
+                dense_runs.append(timed_at_load(lambda: run_plan(sparse_work, dense)))
+        loads = list(LOADS)
         results.append(compare("4 GiB sparse (1 GiB mapped) + bmap vs bmaptool copy", ours, peer,
                                4 * GiB, ">= 1.0x bmaptool copy"))
+        LOADS.extend(loads)
+        results.append(compare("4 GiB sparse: bmap and whole-file digest vs bmaptool copy",
+                               ours_both, peer, 4 * GiB, "(holes hashed as zeros)"))
+        LOADS.extend(loads)
         results.append(compare("4 GiB sparse: with bmap vs the dense write", ours, dense_runs,
                                4 * GiB, "several times faster"))
     finally:

@@ -43,6 +43,13 @@ def test_a_complete_install_plan_is_valid() -> None:
     assert plan.actions[5].spec.method == "kexec"
 
 
+def test_an_authenticated_bmap_makes_the_file_digest_optional() -> None:
+    plan = valid({"action": "image", "url": "images/debian.img", "bmap": "images/debian.bmap",
+                  "bmap_digest": DIGEST, "target": {"path": "/dev/sda"}})
+    image = plan.actions[0].spec
+    assert image.digest is None and image.bmap_digest == ("sha256", "ab" * 32)
+
+
 def test_a_partitioning_plan_is_valid() -> None:
     plan = valid(
         {"action": "partition", "target": {"path": "/dev/vda"}, "label": "gpt", "partitions": [
@@ -62,7 +69,18 @@ def test_a_partitioning_plan_is_valid() -> None:
 
 @pytest.mark.parametrize(("action", "expected"), [
     ({"action": "image", "url": "x.img", "target": {"path": "/dev/sda"}},
-     "plan.json: actions[0].digest: required"),
+     'plan.json: actions[0].digest: required, unless "bmap" and "bmap_digest" are given '
+     "(an authenticated bmap)"),
+    ({"action": "image", "url": "x.img", "bmap": "x.bmap", "target": {"path": "/dev/sda"}},
+     'plan.json: actions[0].digest: required, unless "bmap" and "bmap_digest" are given '
+     "(an authenticated bmap)"),
+    ({"action": "image", "url": "x.img", "digest": DIGEST, "bmap_digest": DIGEST,
+      "target": {"path": "/dev/sda"}},
+     'plan.json: actions[0].bmap_digest: only with "bmap" (the digest of the bmap file)'),
+    ({"action": "image", "url": "x.img", "bmap": "x.bmap", "bmap_digest": "sha1:00",
+      "target": {"path": "/dev/sda"}},
+     "plan.json: actions[0].bmap_digest: 'sha1:00' is not 'sha256:<64 hex digits>' or "
+     "'sha512:<128 hex digits>'"),
     ({"action": "image", "url": "x.img", "digest": "md5:00", "target": {"path": "/dev/sda"}},
      "plan.json: actions[0].digest: 'md5:00' is not 'sha256:<64 hex digits>' or "
      "'sha512:<128 hex digits>'"),
@@ -80,7 +98,7 @@ def test_a_partitioning_plan_is_valid() -> None:
       "verify": "yes"}, "plan.json: actions[0].verify: must be true or false, not a string"),
     ({"action": "image", "url": "x", "digest": DIGEST, "target": {"path": "/dev/sda"},
       "sparse": True}, "plan.json: actions[0].sparse: unknown key (allowed: action, bmap, "
-     "description, digest, image_digest, target, timeout, url, verify)"),
+     "bmap_digest, description, digest, image_digest, target, timeout, url, verify)"),
     ({"action": "wipe", "target": {"path": "/dev/sda"}, "discard": 1},
      "plan.json: actions[0].discard: must be true or false, not a number"),
     ({"action": "partition", "target": {"path": "/dev/sda"}, "label": "apm",

@@ -7,9 +7,11 @@ with `bmaptool copy` of the same image and bmap onto another loop device.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -352,3 +354,165 @@ def test_a_dry_run_names_the_disk_and_the_mapped_bytes_and_writes_nothing(
     assert f"of {IMAGE} bytes)" in said
     assert [p for (_m, p, _r, _s) in server.requests] == ["/disk.img.bmap"]
     assert device_bytes(disk, MiB) == b"K" * MiB
+
+
+# --- an authenticated bmap instead of the file's digest -----------------------------------
+
+
+def bmap_plan(url: str, bmap_url: str, bmap_file: Path, device: str, **extra: Any) -> bytes:
+    """An image action proved by its bmap alone: bmap_digest, no digest of the file."""
+    action = {"action": "image", "url": url, "bmap": bmap_url,
+              "bmap_digest": f"sha256:{sha256(bmap_file)}", "target": {"path": device},
+              **extra}
+    return json.dumps({"ramboot-plan": 1, "actions": [action]}).encode()
+
+
+@pytest.mark.parametrize("name", ["disk.img", "disk.img.zst"])
+def test_an_authenticated_bmap_needs_no_file_digest(name: str, images: Path,
+                                                    server: ImageServer, disk: str,
+                                                    tmp_path: Path) -> None:
+    require_bmaptool()
+    bmap = parse_bmap((images / "disk.img.bmap").read_bytes(), "bmap")
+    pattern = b"old data " * (DISK // 9) + b"x" * (DISK % 9)
+    Path(disk).write_bytes(pattern)
+    server.faults.cut_at = [3 * MiB + 5, 9 * MiB + 8192 + 777]
+    ctx, reporter = context(tmp_path)
+    run_document(bmap_plan(server.url(f"/{name}"), server.url("/disk.img.bmap"),
+                           images / "disk.img.bmap", disk), "http://unused/plan.json", ctx)
+    details = done_details(reporter)
+    assert "sha256" not in details  # no digest of the file was asked for, none is claimed
+    assert details["written_bytes"] == bmap.mapped_bytes
+    if name == "disk.img":
+        assert details["served_bytes"] < IMAGE - 6 * MiB  # fetched by ranges
+    with loop_device(tmp_path / "peer.raw", DISK) as peer:
+        Path(peer).write_bytes(pattern)
+        subprocess.run(["bmaptool", "copy", "--bmap", str(images / "disk.img.bmap"),
+                        server.url(f"/{name}"), peer], check=True, capture_output=True)
+        assert device_bytes(disk, DISK) == device_bytes(peer, DISK)
+
+
+def test_a_bmap_that_is_not_the_one_the_plan_names_is_refused_before_writing(
+        images: Path, server: ImageServer, disk: str, tmp_path: Path) -> None:
+    require_bmaptool()
+    other = tmp_path / "other.bmap"
+    other.write_text(_rewrite_bmap((images / "disk.img.bmap").read_text(),
+                                   lambda text: text.replace("<!--", "<!-- edited", 1)))
+    Path(disk).write_bytes(b"K" * MiB)
+    ctx, _ = context(tmp_path)
+    with pytest.raises(PlanFailed, match=r"disk.img.bmap: sha256 is [0-9a-f]{64}, the plan's "
+                                         r"bmap_digest is [0-9a-f]{64}: refusing the bmap"):
+        run_document(bmap_plan(server.url("/disk.img"), server.url("/disk.img.bmap"), other,
+                               disk), "http://unused/plan.json", ctx)
+    assert [p for (_m, p, _r, _s) in server.requests] == ["/disk.img.bmap"]
+    assert device_bytes(disk, MiB) == b"K" * MiB
+
+
+@pytest.mark.parametrize("name", ["disk.img", "disk.img.zst"])
+def test_without_a_file_digest_a_corrupted_range_is_still_a_failure(
+        name: str, images: Path, disk: str, tmp_path: Path) -> None:
+    require_bmaptool()
+    root = tmp_path / "www"
+    root.mkdir()
+    damaged = bytearray((images / "disk.img").read_bytes())
+    damaged[9 * MiB + 8192 + 100] ^= 0x55  # inside the third range
+    (root / "disk.img").write_bytes(damaged)
+    shutil.copyfile(images / "disk.img.bmap", root / "disk.img.bmap")
+    if name == "disk.img.zst":
+        subprocess.run(["zstd", "-q", str(root / "disk.img"), "-o", str(root / name)],
+                       check=True)
+    Path(disk).write_bytes(b"K" * MiB)
+    with image_server(root) as server:
+        ctx, reporter = context(tmp_path)
+        with pytest.raises(PlanFailed, match=r"bmap range 2 \(image bytes [0-9]+-[0-9]+\): "
+                                             r"sha256 is [0-9a-f]{64}, the bmap says"):
+            run_document(bmap_plan(server.url(f"/{name}"), server.url("/disk.img.bmap"),
+                                   images / "disk.img.bmap", disk),
+                         "http://unused/plan.json", ctx)
+    assert "action-done" not in [e["event"] for e in reporter.recent(500)]
+    assert device_bytes(disk, MiB) == bytes(MiB)  # invalidated: nothing boots half an image
+
+
+def test_with_a_bmap_and_a_file_digest_the_holes_are_hashed_as_zeros(
+        images: Path, server: ImageServer, disk: str, tmp_path: Path) -> None:
+    """Both given: both are checked; the file's digest counts the holes not downloaded."""
+    require_bmaptool()
+    ctx, reporter = context(tmp_path)
+    action = json.loads(bmap_plan(server.url("/disk.img"), server.url("/disk.img.bmap"),
+                                  images / "disk.img.bmap", disk))
+    action["actions"][0]["digest"] = f"sha256:{sha256(images / 'disk.img')}"
+    run_document(json.dumps(action).encode(), "http://unused/plan.json", ctx)
+    details = done_details(reporter)
+    assert details["sha256"] == sha256(images / "disk.img")
+    assert details["served_bytes"] < IMAGE - 6 * MiB
+
+
+# --- zstd through the zstd program: its output spliced to the disk ---------------------------
+
+
+def test_a_zstd_image_is_spliced_to_the_disk_and_resumed(
+        images: Path, server: ImageServer, disk: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (images / "disk.img.zst").exists():
+        pytest.skip("zstd not installed")
+    from ramboot_agent.plan import decode
+
+    monkeypatch.setattr(decode, "zstd_module", lambda: None)  # the zstd program, as on 3.11
+    spliced = [0]
+    real_splice = os.splice
+
+    def counting_splice(*args: Any, **kwargs: Any) -> int:
+        count = real_splice(*args, **kwargs)
+        spliced[0] += count
+        return count
+
+    monkeypatch.setattr(os, "splice", counting_splice)
+    size = (images / "disk.img.zst").stat().st_size
+    server.faults.cut_at = [size // 3, 2 * size // 3]
+    ctx, reporter = context(tmp_path)
+    run_document(image_plan(server.url("/disk.img.zst"), sha256(images / "disk.img.zst"), disk),
+                 "http://unused/plan.json", ctx)
+    details = done_details(reporter)
+    assert spliced[0] == IMAGE == details["written_bytes"]  # every byte by splice, once
+    assert device_bytes(disk, IMAGE) == (images / "disk.img").read_bytes()
+
+
+def test_when_splice_is_refused_the_zstd_output_is_read_and_written(
+        images: Path, server: ImageServer, disk: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (images / "disk.img.zst").exists():
+        pytest.skip("zstd not installed")
+    from ramboot_agent.plan import decode
+
+    monkeypatch.setattr(decode, "zstd_module", lambda: None)
+
+    def refused(*_args: Any, **_kwargs: Any) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "splice", refused)
+    ctx, reporter = context(tmp_path)
+    run_document(image_plan(server.url("/disk.img.zst"), sha256(images / "disk.img.zst"), disk),
+                 "http://unused/plan.json", ctx)
+    assert done_details(reporter)["written_bytes"] == IMAGE
+    assert device_bytes(disk, IMAGE) == (images / "disk.img").read_bytes()
+
+
+def test_a_spliced_zstd_image_larger_than_the_disk_fails_at_the_end_of_the_disk(
+        tmp_path: Path, disk: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("zstd") is None:
+        pytest.skip("zstd not installed")
+    from ramboot_agent.plan import decode
+
+    monkeypatch.setattr(decode, "zstd_module", lambda: None)
+    root = tmp_path / "big"
+    root.mkdir()
+    # From a pipe: the frame does not announce its size, so only the writer can notice.
+    with (root / "big.img.zst").open("wb") as out:
+        subprocess.run(["zstd", "-q", "-c"], input=b"\1" * (DISK + MiB), stdout=out, check=True)
+    assert decode.zstd_frame_content_size((root / "big.img.zst").read_bytes()[:18]) is None
+    with image_server(root) as server:
+        ctx, reporter = context(tmp_path)
+        with pytest.raises(PlanFailed, match=f"the image is larger than the target {disk}"):
+            run_document(image_plan(server.url("/big.img.zst"), sha256(root / "big.img.zst"),
+                                    disk), "http://unused/plan.json", ctx)
+    assert "action-done" not in [e["event"] for e in reporter.recent(500)]
+    assert device_bytes(disk, MiB) == bytes(MiB)

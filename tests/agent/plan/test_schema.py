@@ -102,9 +102,10 @@ PARTITIONS = st.one_of(
                                         "uuid": st.sampled_from(["1234-ABCD", "zz"])}))
 DISK_ACTIONS = st.one_of(
     st.fixed_dictionaries({"action": st.just("image"), "url": st.sampled_from(["d.img", ""]),
-                           "digest": DIGESTS, "target": TARGETS},
-                          optional={"bmap": st.sampled_from(["d.bmap", "gopher://x"]),
-                                    "image_digest": DIGESTS,
+                           "target": TARGETS},
+                          optional={"digest": DIGESTS,
+                                    "bmap": st.sampled_from(["d.bmap", "gopher://x"]),
+                                    "bmap_digest": DIGESTS, "image_digest": DIGESTS,
                                     "verify": st.one_of(st.booleans(), st.just(1))}),
     st.fixed_dictionaries({"action": st.sampled_from(["wipe", "grow"]), "target": TARGETS}),
     st.fixed_dictionaries({"action": st.just("localboot"), "target": TARGETS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -149,3 +150,25 @@ def test_lint_refuses_a_fifo_and_a_huge_file_without_reading_them(tmp_path: Path
     assert result.exit_code == 1
     assert f"{fifo}: not a regular file" in str(result.exception)
     assert f"{huge}: 5242880 bytes, larger than" in str(result.exception)
+
+
+def test_lint_agrees_with_the_examples_and_with_the_image_digest_rule(tmp_path: Path) -> None:
+    """Every example plan lints; an image proved by nothing is named, one proved by an
+    authenticated bmap (bmap_digest, no digest of the file) passes."""
+    examples = sorted(str(p) for p in (Path(__file__).resolve().parents[3]
+                                       / "examples" / "plans").glob("*.json"))
+    lint = CliRunner().invoke(cli, ["lint", *examples])
+    assert lint.exit_code == 0, lint.output
+    assert f"{len(examples)} file(s) OK" in lint.output
+    digest = "sha256:" + "ab" * 32
+    image = {"action": "image", "url": "d.img", "bmap": "d.bmap", "target": {"path": "/dev/sda"}}
+    proved = tmp_path / "proved.json"
+    proved.write_text(json.dumps({"ramboot-plan": 1,
+                                  "actions": [{**image, "bmap_digest": digest}]}))
+    unproved = tmp_path / "unproved.json"
+    unproved.write_text(json.dumps({"ramboot-plan": 1, "actions": [image]}))
+    assert CliRunner().invoke(cli, ["lint", str(proved)]).exit_code == 0
+    lint = CliRunner().invoke(cli, ["lint", str(unproved)])
+    assert lint.exit_code != 0
+    assert ('unproved.json: actions[0].digest: required, unless "bmap" and "bmap_digest" are '
+            "given") in str(lint.exception) + lint.output

@@ -77,19 +77,23 @@ def zstd_module() -> Any:
 
 
 Emit = Callable[[memoryview], None]
+Input = bytes | memoryview | list[bytes] | int  # see Decoder.feed
+# Moves image bytes from a pipe straight to the disk (splice): returns the count, 0 at EOF.
+Splice = Callable[[int], int]
 
 
 class Decoder:
     """Base: a worker thread turns fed chunks into image bytes for `emit`."""
 
     name = "raw"
+    batched = True  # input is queued to the worker: worth gathering into large pieces
 
     def __init__(self, emit: Emit) -> None:
         self.emit = emit
         self.error: BaseException | None = None
         self.output = 0  # image bytes emitted
         self._stop = threading.Event()
-        self._queue: queue.Queue[bytes | int | None] = queue.Queue(QUEUE_DEPTH)
+        self._queue: queue.Queue[bytes | list[bytes] | int | None] = queue.Queue(QUEUE_DEPTH)
         self.on_skip: Callable[[int], None] | None = None  # raw images fetched by ranges
         self._thread = threading.Thread(target=self._run, name=f"decode-{self.name}",
                                         daemon=True)
@@ -97,9 +101,15 @@ class Decoder:
 
     # --- the feeding side (the download) ---------------------------------------------
 
-    def feed(self, chunk: bytes | int) -> None:
-        """Served bytes; or (an int) that many bytes not fetched, known to be holes."""
+    def feed(self, chunk: Input) -> None:
+        """Served bytes (or a list of pieces, in order); or (an int) that many bytes not
+        fetched, known to be holes.
+
+        A memoryview is only valid during the call (the caller reuses its buffer).
+        """
         self._raise_if_failed()
+        if isinstance(chunk, memoryview):
+            chunk = chunk.tobytes()
         while True:
             try:
                 self._queue.put(chunk, timeout=0.5)
@@ -148,7 +158,8 @@ class Decoder:
                     self.output += chunk
                     self.on_skip(chunk)
                     continue
-                self._decode(chunk)
+                for piece in chunk if isinstance(chunk, list) else (chunk,):
+                    self._decode(piece)
         except BaseException as error:
             self.error = error
 
@@ -260,11 +271,18 @@ class _ZlibAdapter:
 
 
 class _ZstdProcess(Decoder):
-    """The `zstd` binary: fed through its stdin, read from its stdout by the worker."""
+    """The `zstd` binary: fed through its stdin, read from its stdout by the worker.
+
+    Its input is written from the caller's buffer as it is (no copies, no batching:
+    the pipe gathers it). Its output goes to the disk by `splice` when the writer
+    can take it that way (nothing to hash in Python): pipe to page cache, no copy
+    through Python; otherwise it is read and emitted.
+    """
 
     name = "zstd"
+    batched = False
 
-    def __init__(self, emit: Emit, binary: str = "zstd") -> None:
+    def __init__(self, emit: Emit, binary: str = "zstd", splice: Splice | None = None) -> None:
         try:
             self._process = subprocess.Popen(
                 [binary, "-d", "-c", "-q", "--no-progress"], stdin=subprocess.PIPE,
@@ -278,17 +296,24 @@ class _ZstdProcess(Decoder):
             # Larger pipes: fewer, larger reads and writes, fewer switches to zstd.
             with contextlib.suppress(OSError):
                 fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_READ)
+        self._splice = splice
         super().__init__(emit)
 
-    def feed(self, chunk: bytes | int) -> None:
+    def feed(self, chunk: Input) -> None:
         self._raise_if_failed()
-        assert isinstance(chunk, bytes), "holes are for raw images only"
+        assert not isinstance(chunk, int), "holes are for raw images only"
+        fd = self._stdin.fileno()
         try:
-            self._stdin.write(chunk)
+            for piece in chunk if isinstance(chunk, list) else (chunk,):
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
         except BrokenPipeError:
             self._thread.join(timeout=ZSTD_EXIT_TIMEOUT)
             self._raise_if_failed()
             raise DecodeError(self._zstd_failure()) from None
+        except OSError as error:
+            raise DecodeError(f"writing to zstd failed: {error.strerror}") from None
 
     def feed_end(self) -> None:
         with contextlib.suppress(OSError):
@@ -329,6 +354,8 @@ class _ZstdProcess(Decoder):
     def _run(self) -> None:
         fd = self._stdout.fileno()
         try:
+            if self._splice is not None and self._spliced(fd):
+                return
             while not self._stop.is_set():
                 data = os.read(fd, PIPE_READ)
                 if not data:
@@ -339,12 +366,32 @@ class _ZstdProcess(Decoder):
             if self._process.poll() is None:
                 self._process.kill()
 
+    def _spliced(self, fd: int) -> bool:
+        """Splice the output to the disk until EOF (True); False if splice is refused."""
+        assert self._splice is not None
+        while not self._stop.is_set():
+            try:
+                count = self._splice(fd)
+            except OSError as error:  # only EINVAL/ENOSYS come through: splice refused
+                if self.output == 0:
+                    log.debug("splice to the disk refused (%s): reading instead",
+                              error.strerror)
+                    return False
+                raise DecodeError(f"splicing to the disk failed after {self.output} "
+                                  f"image bytes: {error.strerror}") from None
+            if count == 0:
+                break
+            self.output += count
+        return True
 
-def make_decoder(kind: str, emit: Emit) -> Decoder:
+
+def make_decoder(kind: str, emit: Emit, splice: Splice | None = None) -> Decoder:
+    """A decoder for `kind`; `splice` (optional) may take the output from a pipe instead."""
     if kind == "gzip":
         return _Gzip(emit)
     if kind == "xz":
         return _Lzma(emit)
     if kind == "zstd":
-        return _ZstdModule(emit) if zstd_module() is not None else _ZstdProcess(emit)
+        return _ZstdModule(emit) if zstd_module() is not None \
+            else _ZstdProcess(emit, splice=splice)
     return Decoder(emit)

@@ -19,6 +19,8 @@ already written and verified are not written again, only re-checked.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -39,7 +41,11 @@ from ramboot_agent.plan.disks import human_size
 log = logging.getLogger("ramboot.plan")
 
 WRITE_BUFFER = 4 << 20  # small pieces are gathered up to this; larger ones go straight out
+# Written bytes are handed to writeback every this much (see DeviceWriter._written):
+# otherwise a GiB waits in the page cache until the final fsync writes it all at once.
+WRITEBACK_EVERY = 32 << 20
 DIRECT_WRITE = 1 << 20
+SPLICE_BYTES = 1 << 20  # one splice at most: the size of the decoder's pipe
 FEED_BATCH = 1 << 20  # served bytes handed to the decoder at once (fewer thread hand-offs)
 _ZEROS = bytes(1 << 20)
 
@@ -73,8 +79,12 @@ class DeviceWriter:
         self.requested_hash = image_hash  # what the caller asked for (spans may add one)
         self.position = 0  # image bytes accepted
         self.written = 0  # bytes written to the device (all attempts)
-        self._buffer = bytearray()
+        # Allocated once: a buffer grown and freed per write faults its pages in every time.
+        self._buffer = memoryview(bytearray(WRITE_BUFFER))
+        self._filled = 0
         self._buffer_at = 0
+        self._dirty: tuple[int, int] | None = None  # written, writeback not started yet
+        self._dirty_bytes = 0
         self.image_hash = hashlib.new(image_hash) if image_hash else None
 
     def reset(self) -> None:
@@ -101,21 +111,54 @@ class DeviceWriter:
 
     def store(self, data: memoryview, offset: int) -> None:
         """Write `data` at `offset` (buffered while contiguous)."""
-        if self._buffer and self._buffer_at + len(self._buffer) != offset:
+        if self._filled and self._buffer_at + self._filled != offset:
             self.flush_buffer()
-        if not self._buffer:
+        if not self._filled:
             self._buffer_at = offset
             if len(data) >= DIRECT_WRITE:
                 self._pwrite(data, offset)
                 return
-        self._buffer += data
-        if len(self._buffer) >= WRITE_BUFFER:
-            self.flush_buffer()
+        while data:
+            take = min(len(data), WRITE_BUFFER - self._filled)
+            self._buffer[self._filled:self._filled + take] = data[:take]
+            self._filled += take
+            data = data[take:]
+            if self._filled == WRITE_BUFFER:
+                self.flush_buffer()  # the rest continues right after it
 
     def flush_buffer(self) -> None:
-        if self._buffer:
-            self._pwrite(memoryview(self._buffer), self._buffer_at)
-            self._buffer.clear()
+        if self._filled:
+            self._pwrite(self._buffer[:self._filled], self._buffer_at)
+            self._buffer_at += self._filled
+            self._filled = 0
+
+    @property
+    def can_splice(self) -> bool:
+        """Image bytes may go from a pipe to the disk without Python seeing them."""
+        return type(self) is DeviceWriter and self.image_hash is None
+
+    def splice_from(self, pipe: int) -> int:
+        """Move the next image bytes from `pipe` to the disk at their offset; 0 at EOF.
+
+        Raises OSError (EINVAL, ENOSYS) when this kernel or target cannot splice:
+        the caller reads instead.
+        """
+        room = self.device_size - self.position
+        if room <= 0:  # the disk is full: any further byte is one too many
+            if os.read(pipe, 1):
+                raise self.too_large(self.position + 1)
+            return 0
+        try:
+            count = os.splice(pipe, self.fd, min(SPLICE_BYTES, room),
+                              offset_dst=self.position)
+        except OSError as error:
+            if error.errno in (errno.EINVAL, errno.ENOSYS):
+                raise
+            raise ActionError(f"{self.path}: write at byte {self.position} failed: "
+                              f"{error.strerror}") from None
+        self.position += count
+        self._written(self.position - count, count)
+        return count
 
     def _pwrite(self, data: memoryview, offset: int) -> None:
         done = 0
@@ -128,7 +171,25 @@ class DeviceWriter:
             if count <= 0:
                 raise ActionError(f"{self.path}: write at byte {offset + done} wrote nothing")
             done += count
-        self.written += len(data)
+        self._written(offset, len(data))
+
+    def _written(self, offset: int, length: int) -> None:
+        """Count a write; start the writeback of what was written since the last start.
+
+        POSIX_FADV_DONTNEED starts writing dirty pages back without waiting for them
+        (WB_SYNC_NONE) and drops the clean ones, so the disk works while the download
+        goes on and the final fsync has little left to do. As bmaptool lowers the
+        device's dirty ratio for the same reason.
+        """
+        self.written += length
+        low = min(self._dirty[0], offset) if self._dirty else offset
+        high = max(self._dirty[1], offset + length) if self._dirty else offset + length
+        self._dirty = (low, high)
+        self._dirty_bytes += length
+        if self._dirty_bytes >= WRITEBACK_EVERY:
+            with contextlib.suppress(OSError):  # advice only: fsync still makes it durable
+                os.posix_fadvise(self.fd, low, high - low, os.POSIX_FADV_DONTNEED)
+            self._dirty, self._dirty_bytes = None, 0
 
 
 @dataclass
@@ -242,19 +303,19 @@ class ImageSink(Sink):
     whole file (reset) turns it back into one streamed download.
     """
 
-    def __init__(self, url: str, writer: DeviceWriter, algorithm: str,
+    def __init__(self, url: str, writer: DeviceWriter, algorithm: str | None,
                  spans: list[tuple[int, int]] | None = None) -> None:
         super().__init__(url)
         self.spans = spans if spans and spans[0][0] == 0 and len(spans) <= MAX_SPANS else None
         self.span = 0
-        if self.spans is not None:
+        if self.spans is not None and algorithm is not None:
             # The file's digest is the image's: fetched bytes and holes, in order.
             writer.image_hash_name = algorithm
             writer.image_hash = hashlib.new(algorithm)
         self.writer = writer
-        self.algorithm = algorithm
+        self.algorithm = algorithm  # None: no digest of the file (an authenticated bmap)
         # sha256 is what the fetcher's own hasher computes: do not hash twice.
-        self.extra: hashlib._Hash | None = None if algorithm == "sha256" \
+        self.extra: hashlib._Hash | None = None if algorithm in (None, "sha256") \
             else hashlib.new(algorithm)
         self.decoder: Decoder | None = None
         self.format: str | None = None
@@ -263,8 +324,11 @@ class ImageSink(Sink):
         self._head = b""
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._batched = True  # the decoder wants large pieces (not a pipe it writes into)
 
-    def served_digest(self) -> str:
+    def served_digest(self) -> str | None:
+        if self.algorithm is None:
+            return None
         if self.spans is not None:
             assert self.writer.image_hash is not None
             return self.writer.image_hash.hexdigest()
@@ -293,8 +357,9 @@ class ImageSink(Sink):
         self.announced = total
 
     def write(self, chunk: bytes) -> None:
-        if self.spans is not None and self.format == "raw":
-            self.size += len(chunk)  # the digest is the writer's, holes included
+        if self.algorithm is None or (self.spans is not None and self.format == "raw"):
+            # No digest of the file, or the writer's (holes included): count only.
+            self.size += len(chunk)
         else:
             super().write(chunk)
             if self.extra is not None:
@@ -314,7 +379,7 @@ class ImageSink(Sink):
                 chunk, done = chunk[:max(keep, 0)], True
         self._pending.append(chunk)
         self._pending_bytes += len(chunk)
-        if self._pending_bytes >= FEED_BATCH or done:
+        if self._pending_bytes >= FEED_BATCH or done or not self._batched:
             self._feed()
         if done:
             raise SpanDone
@@ -322,7 +387,8 @@ class ImageSink(Sink):
     def _feed(self) -> None:
         assert self.decoder is not None
         if self._pending:
-            batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            # A list, not a join: joining 1 MiB costs a copy and fresh pages every time.
+            batch = self._pending[0] if len(self._pending) == 1 else self._pending
             self._pending, self._pending_bytes = [], 0
             self.decoder.feed(batch)
 
@@ -335,7 +401,10 @@ class ImageSink(Sink):
             raise self.writer.too_large(known)
         log.info("%s: %s image%s", self.url, self.format,
                  f" of {known} bytes" if known is not None else "")
-        self.decoder = make_decoder(self.format, self.writer.accept)
+        self.decoder = make_decoder(
+            self.format, self.writer.accept,
+            splice=self.writer.splice_from if self.writer.can_splice else None)
+        self._batched = self.decoder.batched
         if self.spans is not None and isinstance(self.writer, BmapWriter):
             self.decoder.on_skip = self.writer.skip
 
@@ -352,7 +421,7 @@ class ImageSink(Sink):
             log.warning("%s: the server did not send the range asked for: streaming the "
                         "whole image instead", self.url)
             self._stream_whole()
-        if self.extra is not None:
+        if self.extra is not None and self.algorithm is not None:
             self.extra = hashlib.new(self.algorithm)
         if self.decoder is not None:
             self.decoder.abort()

@@ -1,10 +1,12 @@
 """`image`: stream a disk image from a URL to a whole disk, verified, resumable, sparse.
 
-Keys: `url`, `digest` (of the file as served), `target` (a disk selector);
+Keys: `url`, `target` (a disk selector), `digest` (of the file as served);
 optional `image_digest` (of the image as written: the decompressed bytes),
 `bmap` (URL of a bmaptool v2 block map: only mapped ranges are written,
-each checked), `verify` (read the written bytes back from the disk and
-check them). See docs/plans.md for the guarantees.
+each checked), `bmap_digest` (of the bmap file: an authenticated bmap proves
+every byte written, so `digest` may then be left out), `verify` (read the
+written bytes back from the disk and check them). See docs/plans.md for the
+guarantees.
 """
 
 from __future__ import annotations
@@ -27,19 +29,23 @@ MAX_BMAP_DOWNLOAD = 32 << 20
 INVALIDATE_BYTES = 1 << 20  # zeroed at the start of a disk whose image failed
 
 
+Digest = tuple[str, str]  # (algorithm, lowercase hex)
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     url: str
-    digest: tuple[str, str]
+    digest: Digest | None  # None only with an authenticated bmap (bmap_digest)
     target: DiskSelector
-    image_digest: tuple[str, str] | None = None
+    image_digest: Digest | None = None
     bmap: str | None = None
     verify: bool = False
+    bmap_digest: Digest | None = None
 
 
 class Image(ActionKind[ImageSpec]):
-    required = ("url", "digest", "target")
-    optional = ("image_digest", "bmap", "verify")
+    required = ("url", "target")  # and `digest`, unless `bmap` with `bmap_digest`
+    optional = ("digest", "image_digest", "bmap", "bmap_digest", "verify")
     default_timeout = 3600.0
 
     def parse(self, fields: Fields) -> ImageSpec | None:
@@ -47,14 +53,25 @@ class Image(ActionKind[ImageSpec]):
         url = nodes["url"].url() if "url" in nodes else None
         digest = nodes["digest"].digest() if "digest" in nodes else None
         target = disk_selector(nodes["target"], fields.disks) if "target" in nodes else None
-        image_digest = nodes["image_digest"].digest() if "image_digest" in nodes else None
+        digests = {key: nodes[key].digest() if key in nodes else None
+                   for key in ("image_digest", "bmap_digest")}
         bmap = nodes["bmap"].url() if "bmap" in nodes else None
         verify = nodes["verify"].boolean() if "verify" in nodes else False
-        if url is None or digest is None or target is None or verify is None \
-                or ("image_digest" in nodes and image_digest is None) \
+        unproved = "digest" not in nodes and not ("bmap" in nodes and "bmap_digest" in nodes)
+        if unproved:
+            node = fields.node
+            node.errors.add(node.child_path("digest"), 'required, unless "bmap" and '
+                            '"bmap_digest" are given (an authenticated bmap)')
+        if "bmap_digest" in nodes and "bmap" not in nodes:
+            nodes["bmap_digest"].error('only with "bmap" (the digest of the bmap file)')
+        if unproved or url is None or target is None or verify is None \
+                or ("bmap_digest" in nodes and "bmap" not in nodes) \
+                or any(key in nodes and value is None for key, value in digests.items()) \
+                or ("digest" in nodes and digest is None) \
                 or ("bmap" in nodes and bmap is None):
             return None
-        return ImageSpec(url, digest, target, image_digest, bmap, verify)
+        return ImageSpec(url, digest, target, digests["image_digest"], bmap, verify,
+                         digests["bmap_digest"])
 
     def describe(self, spec: ImageSpec, ctx: Context) -> str:
         from ramboot_agent.fetch import redact, resolve_url  # noqa: PLC0415
@@ -62,9 +79,11 @@ class Image(ActionKind[ImageSpec]):
 
         disk = resolve_disk(ctx, spec.target)
         url = redact(resolve_url(ctx.base_url, spec.url))
-        what = f"would stream {url} ({spec.digest[0]} checked) to {disk.describe()}"
+        checked = f"{spec.digest[0]} checked" if spec.digest else "every range checked " \
+            "against the bmap, which is checked against bmap_digest"
+        what = f"would stream {url} ({checked}) to {disk.describe()}"
         if spec.bmap is not None:
-            bmap = _fetch_bmap(ctx, spec.bmap)
+            bmap = _fetch_bmap(ctx, spec.bmap, spec.bmap_digest)
             what += (f", writing only the {len(bmap.ranges)} mapped ranges of its bmap "
                      f"({bmap.mapped_bytes} of {bmap.image_size} bytes)")
             if bmap.image_size > disk.size:
@@ -77,14 +96,23 @@ class Image(ActionKind[ImageSpec]):
         return write_image(spec, ctx)
 
 
-def _fetch_bmap(ctx: Context, reference: str) -> Any:
-    from ramboot_agent.fetch import resolve_url  # noqa: PLC0415
+def _fetch_bmap(ctx: Context, reference: str, digest: Digest | None) -> Any:
+    """The bmap, checked against `digest` (when the plan has one) before it is parsed."""
+    import hashlib  # noqa: PLC0415
+
+    from ramboot_agent.fetch import redact, resolve_url  # noqa: PLC0415
     from ramboot_agent.plan.bmap import parse_bmap  # noqa: PLC0415
 
     url = resolve_url(ctx.base_url, reference)
     fetched = ctx.fetcher.fetch_bytes(url, max_size=MAX_BMAP_DOWNLOAD, origin=ctx.base_url,
                                       deadline=ctx.remaining())
-    return parse_bmap(fetched.data or b"", url)
+    data = fetched.data or b""
+    if digest is not None:
+        actual = hashlib.new(digest[0], data).hexdigest()
+        if actual != digest[1]:
+            raise ActionError(f"{redact(url)}: {digest[0]} is {actual}, the plan's "
+                              f"bmap_digest is {digest[1]}: refusing the bmap")
+    return parse_bmap(data, url)
 
 
 def write_image(spec: ImageSpec, ctx: Context) -> dict[str, Any]:
@@ -101,8 +129,9 @@ def write_image(spec: ImageSpec, ctx: Context) -> dict[str, Any]:
 
     disk = resolve_disk(ctx, spec.target)
     url = resolve_url(ctx.base_url, spec.url)
-    bmap = _fetch_bmap(ctx, spec.bmap) if spec.bmap is not None else None
-    algorithm, expected = spec.digest
+    bmap = _fetch_bmap(ctx, spec.bmap, spec.bmap_digest) if spec.bmap is not None else None
+    # No digest: the authenticated bmap proves the image (every range, zeros between).
+    algorithm, expected = spec.digest if spec.digest is not None else (None, None)
     # What the read-back compares with: the plan's image digest, else what was written.
     image_algorithm = spec.image_digest[0] if spec.image_digest else "sha256"
     hash_image = spec.image_digest is not None or (spec.verify and bmap is None)
@@ -120,7 +149,7 @@ def write_image(spec: ImageSpec, ctx: Context) -> dict[str, Any]:
             DeviceWriter(fd, disk.path, size, image_hash=image_algorithm if hash_image else None))
         # A raw image with a bmap is fetched by ranges: its holes are not downloaded.
         spans = spans_of(bmap) if bmap is not None and (
-            spec.image_digest is None or spec.image_digest[0] == algorithm) else None
+            spec.image_digest is None or algorithm in (None, spec.image_digest[0])) else None
         sink = ImageSink(redact(url), writer, algorithm, spans)
 
         def progress(done: int, total: int | None) -> None:
@@ -133,7 +162,7 @@ def write_image(spec: ImageSpec, ctx: Context) -> dict[str, Any]:
         sink.finish()
         wrote_anything = writer.written > 0
         actual = sink.served_digest()
-        if actual != expected:
+        if algorithm is not None and actual != expected:
             holes = " (counting the holes between the bmap's ranges as zeros)" \
                 if sink.spans is not None else ""
             raise ActionError(f"{redact(url)}: {algorithm} is {actual}{holes}, the plan "
@@ -150,10 +179,11 @@ def write_image(spec: ImageSpec, ctx: Context) -> dict[str, Any]:
         details: dict[str, Any] = {
             "disk": disk.path, "url": redact(url), "format": sink.format,
             "served_bytes": fetched.size, "image_bytes": writer.position,
-            "written_bytes": writer.written, algorithm: actual,
-            "restarts": sink.restarts, "partitions": reread,
+            "written_bytes": writer.written, "restarts": sink.restarts, "partitions": reread,
             "seconds_streaming": round(ctx.clock() - started, 3),
         }
+        if algorithm is not None:
+            details[algorithm] = actual
         if bmap is not None:
             details.update(bmap_ranges=len(bmap.ranges), mapped_bytes=bmap.mapped_bytes)
         if image_hex is not None:
