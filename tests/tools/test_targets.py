@@ -95,6 +95,21 @@ def test_install_becomes_localboot_once_provisioned() -> None:
     assert targets.stage2(inventory, host).content_type == "application/json"
 
 
+def test_a_sparse_install_with_an_authenticated_bmap_needs_no_image_digest() -> None:
+    """bmap + bmap_digest: the plan the agent validates, with no whole-image digest."""
+    from ramboot.lint import lint_plan
+
+    bmap_digest = "sha256:" + "cd" * 32
+    target = ('{ kind = "install", url = "http://192.0.2.1/os.img", disk = { bus = "mmc" }, '
+              f'bmap = "http://192.0.2.1/os.img.bmap", bmap_digest = "{bmap_digest}" }}')
+    inventory = fleet(x86(target))
+    document = targets.stage2(inventory, only(inventory)).data
+    assert json.loads(document)["actions"][0] == {
+        "action": "image", "url": "http://192.0.2.1/os.img",
+        "bmap": "http://192.0.2.1/os.img.bmap", "bmap_digest": bmap_digest, "target": "system"}
+    assert lint_plan("srv.json", document) == []
+
+
 def test_a_pi_has_no_ipxe_stage1_but_its_cmdline_names_stage2() -> None:
     inventory = fleet(pi(INSTALL))
     host = only(inventory)

@@ -502,7 +502,7 @@ def _eeprom(c: _Collector, raw: object) -> Eeprom:
 # kind -> (required keys, optional keys). The keys are the plan actions' own
 # (docs/plans.md), except `disk` (the action's `target`: a disk selector).
 TARGET_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "install": (("url", "digest", "disk"), ("bmap", "verify", "method")),
+    "install": (("url", "disk"), ("digest", "bmap", "bmap_digest", "verify", "method")),
     "netroot": (("root",), ("overlay", "init")),
     "ramroot": (("url", "digest"), ("size", "init")),
     "disk": (("disk",), ("method",)),
@@ -597,7 +597,8 @@ def _check_initrds(value: object) -> list[Any]:
 
 
 _TARGET_CHECKS: dict[str, Any] = {
-    "url": check_url, "digest": check_digest, "bmap": check_url, "disk": _check_disk,
+    "url": check_url, "digest": check_digest, "bmap": check_url, "bmap_digest": check_digest,
+    "disk": _check_disk,
     "verify": _check_bool, "method": _check_method, "root": _check_root,
     "overlay": _check_overlay, "init": _check_text, "size": _check_size,
     "kernel": check_file_ref, "initrds": _check_initrds, "cmdline": _check_text,
@@ -632,10 +633,25 @@ def _target(c: _Collector, where: str, raw: object) -> Target | None:
             ok = False
         else:
             options.append((key, value))
+    if kind == "install" and not _install_is_authenticated(c, where, data):
+        ok = False
     description = data.get("description")
     if description is not None:
         description = c.field(where, "description", description, _check_text)
     return Target(kind, tuple(options), where, description) if ok else None
+
+
+def _install_is_authenticated(c: _Collector, where: str, data: dict[str, Any]) -> bool:
+    """The image's digest, or a bmap with its own digest (which proves every byte
+    written: docs/plans.md, "Sparse writes"); a bmap_digest without its bmap is a slip."""
+    if "bmap_digest" in data and "bmap" not in data:
+        c.add(where, "bmap_digest: given without bmap (the digest of which bmap file?)")
+        return False
+    if "digest" not in data and not ("bmap" in data and "bmap_digest" in data):
+        c.add(where, "digest: missing (kind 'install' needs the image's digest, or bmap "
+                     "and bmap_digest)")
+        return False
+    return True
 
 
 def _dhcp_ha(c: _Collector, raw: object) -> DhcpHa | None:

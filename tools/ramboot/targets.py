@@ -241,9 +241,8 @@ def build_plan(inventory: Inventory, host: Host, *, provisioned: bool = False) -
         plan["disks"] = {"system": target.get("disk")}
     actions: list[dict[str, Any]] = []
     if kind == "install":
-        image: dict[str, Any] = {"action": "image", "url": target.get("url"),
-                                 "digest": target.get("digest")}
-        for key in ("bmap", "verify"):
+        image: dict[str, Any] = {"action": "image", "url": target.get("url")}
+        for key in ("digest", "bmap", "bmap_digest", "verify"):
             if target.get(key) is not None:
                 image[key] = target.get(key)
         image["target"] = "system"

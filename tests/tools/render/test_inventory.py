@@ -181,7 +181,17 @@ def test_documented_example_is_valid(repo: Path) -> None:
     ('{ kind = "reinstall" }', "host 'pi-07': target: kind: 'reinstall' is not one of install, "
      "netroot, ramroot, disk, kexec, plan, script, rescue"),
     ('{ kind = "install", url = "http://192.0.2.1/os.img" }',
-     "host 'pi-07': target: digest: missing (kind 'install' needs url, digest, disk)"),
+     "host 'pi-07': target: disk: missing (kind 'install' needs url, disk)"),
+    ('{ kind = "install", url = "http://192.0.2.1/os.img", disk = {} }',
+     "host 'pi-07': target: digest: missing (kind 'install' needs the image's digest, or bmap "
+     "and bmap_digest)"),
+    ('{ kind = "install", url = "http://192.0.2.1/os.img", disk = {}, '
+     'bmap = "http://192.0.2.1/os.bmap" }',
+     "host 'pi-07': target: digest: missing (kind 'install' needs the image's digest, or bmap "
+     "and bmap_digest)"),
+    (f'{{ kind = "install", url = "http://192.0.2.1/os.img", disk = {{}}, '
+     f'digest = "sha256:{"0" * 64}", bmap_digest = "sha256:{"1" * 64}" }}',
+     "host 'pi-07': target: bmap_digest: given without bmap"),
     ('{ kind = "install", url = "http://192.0.2.1/os.img", digest = "md5:00", disk = {} }',
      "host 'pi-07': target: digest: 'md5:00' is not a digest like 'sha256:<64 hex digits>'"),
     ('{ kind = "disk", disk = { bus = "mmc" }, method = "pxe" }',
