@@ -97,3 +97,27 @@ def test_only_a_plain_writer_without_a_hash_may_splice(tmp_path: Path) -> None:
         assert writer.can_splice and not hashed.can_splice
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512", None])
+def test_the_image_is_hashed_once_by_the_digest_the_plan_names(
+        tmp_path: Path, algorithm: str | None) -> None:
+    """sha256: the fetcher's own hasher; sha512: only its own (the fetcher's sha256 is
+    not computed, and the sink says so); none (an authenticated bmap): no hashing."""
+    import hashlib
+
+    data = os.urandom(3 * MiB + 17)
+    writer, fd = writer_on(tmp_path / "disk", 4 * MiB)
+    try:
+        sink = imagewrite.ImageSink("http://192.0.2.1/os.img", writer, algorithm)
+        for at in range(0, len(data), 64 * 1024):
+            sink.write(data[at:at + 64 * 1024])
+        sink.finish()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "disk").read_bytes()[:len(data)] == data
+    expected = hashlib.new(algorithm, data).hexdigest() if algorithm else None
+    assert sink.served_digest() == expected
+    assert sink.hashed is (algorithm == "sha256")
+    fetcher_hash = hashlib.sha256(data if algorithm == "sha256" else b"").hexdigest()
+    assert sink.hasher.hexdigest() == fetcher_hash

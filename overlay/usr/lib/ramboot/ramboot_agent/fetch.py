@@ -67,7 +67,7 @@ class Fetched:
     data: bytes | None  # fetch_bytes
     path: Path | None  # fetch_file
     size: int
-    sha256: str
+    sha256: str  # "" when the sink hashes for itself (Sink.hashed False)
     seconds: float
 
 
@@ -197,6 +197,12 @@ class _Sink:
         self.hasher = hashlib.sha256()
         self.validator: str | None = None  # strong ETag / Last-Modified, for If-Range
         self.total: int | None = None  # the object's full size, once announced
+
+    @property
+    def hashed(self) -> bool:
+        """Whether `hasher` holds the sha256 of what was served (False for a sink that
+        checks a digest of its own, or none)."""
+        return True
 
     def expect(self, total: int) -> None:
         """Called with the full size as soon as it is known, before the data."""
@@ -408,9 +414,9 @@ class Fetcher:
     def _result(self, url: str, final_url: str, sink: _Sink, started: float, *,
                 data: bytes | None = None, path: Path | None = None) -> Fetched:
         seconds = time.monotonic() - started
-        digest = sink.hasher.hexdigest()
-        log.info("fetched %s: %d bytes in %.2fs, sha256 %s", redact(final_url), sink.size,
-                 seconds, digest)
+        digest = sink.hasher.hexdigest() if sink.hashed else ""
+        log.info("fetched %s: %d bytes in %.2fs%s", redact(final_url), sink.size, seconds,
+                 f", sha256 {digest}" if digest else "")
         return Fetched(url, final_url, data, path, sink.size, digest, seconds)
 
     def _fetch(self, url: str, sink: _Sink, on_progress: ProgressCallback | None,

@@ -314,7 +314,8 @@ class ImageSink(Sink):
             writer.image_hash = hashlib.new(algorithm)
         self.writer = writer
         self.algorithm = algorithm  # None: no digest of the file (an authenticated bmap)
-        # sha256 is what the fetcher's own hasher computes: do not hash twice.
+        # sha256 is what the fetcher's own hasher computes: no second hasher for it, and
+        # the fetcher's is not fed when the file's digest is another or none.
         self.extra: hashlib._Hash | None = None if algorithm in (None, "sha256") \
             else hashlib.new(algorithm)
         self.decoder: Decoder | None = None
@@ -325,6 +326,11 @@ class ImageSink(Sink):
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._batched = True  # the decoder wants large pieces (not a pipe it writes into)
+
+    @property
+    def hashed(self) -> bool:
+        return self.algorithm == "sha256" and not (self.spans is not None
+                                                    and self.format == "raw")
 
     def served_digest(self) -> str | None:
         if self.algorithm is None:
@@ -360,10 +366,11 @@ class ImageSink(Sink):
         if self.algorithm is None or (self.spans is not None and self.format == "raw"):
             # No digest of the file, or the writer's (holes included): count only.
             self.size += len(chunk)
+        elif self.extra is not None:  # sha512: only its own hasher
+            self.size += len(chunk)
+            self.extra.update(chunk)
         else:
             super().write(chunk)
-            if self.extra is not None:
-                self.extra.update(chunk)
         if self.decoder is None:
             self._head += chunk
             if len(self._head) < MAGIC_BYTES and (self.announced is None
