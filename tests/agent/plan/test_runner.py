@@ -87,6 +87,20 @@ def test_a_wrong_digest_fails_the_action_and_nothing_is_booted(tmp_path: Path,
     assert not list(tmp_path.rglob("vmlinuz")), "a file that failed its digest is removed"
 
 
+def test_a_sha512_digest_is_checked_over_the_downloaded_file(tmp_path: Path,
+                                                             site: Site) -> None:
+    site.routes["/vmlinuz"] = lambda h: h.send_bytes(KERNEL)
+    wrong = hashlib.sha512(b"another kernel").hexdigest()
+    ctx, _, _ = make_context(tmp_path)
+    data = document({"action": "kexec",
+                     "kernel": {"url": "vmlinuz", "digest": f"sha512:{wrong}"}})
+    with pytest.raises(PlanFailed) as caught:
+        run_document(data, site.url("/p.json"), ctx)
+    assert f"sha512 is {hashlib.sha512(KERNEL).hexdigest()}, the plan expects {wrong}" \
+        in str(caught.value)
+    assert not list(tmp_path.rglob("vmlinuz")), "a file that failed its digest is removed"
+
+
 def hang(handler: Handler) -> None:
     """Promise a large body, send one byte, then nothing."""
     handler.send_response(200)

@@ -182,8 +182,5 @@ def check(image: Path, message: Message, *, roots: Collection[bytes],
 
 
 def _file_digest(path: Path, name: str) -> bytes:
-    digest = hashlib.new(name)
     with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.digest()
+        return hashlib.file_digest(stream, name).digest()

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ramboot_agent.plan.context import ActionError, Context
 from ramboot_agent.plan.kind import ActionKind, Result
 from ramboot_agent.plan.model import Fields, Handoff
 from ramboot_agent.plan.schema import Node
+
+if TYPE_CHECKING:
+    from ramboot_agent.fetch import Fetched
 
 MAX_CMDLINE = 4096
 
@@ -49,24 +53,26 @@ def fetch_artifact(item: Artifact, ctx: Context, dest: Path) -> Path:
     url = resolve_url(ctx.base_url, item.url)
     dest.mkdir(parents=True, exist_ok=True)
     fetched = ctx.fetcher.fetch_file(url, dest, origin=ctx.base_url, deadline=ctx.remaining())
-    path = Path(fetched.path)
     if item.digest is not None:
-        algorithm, expected = item.digest
-        actual = fetched.sha256 if algorithm == "sha256" else _file_digest(path, algorithm)
-        if actual != expected:
-            path.unlink(missing_ok=True)
-            raise ActionError(f"{url}: {algorithm} is {actual}, the plan expects {expected}")
+        verify_fetched(url, fetched, item.digest)
     ctx.reporter.emit("fetch", url=url, bytes=fetched.size, sha256=fetched.sha256,
                       seconds=round(fetched.seconds, 3))
-    return path
+    return Path(fetched.path)
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+def verify_fetched(url: str, fetched: Fetched, digest: tuple[str, str]) -> None:
+    """The plan's digest of a downloaded file, or ActionError (the file removed)."""
+    algorithm, expected = digest
+    path = fetched.path
+    assert path is not None  # fetch_file's result
+    if algorithm == "sha256":
+        actual = fetched.sha256  # the fetcher's own, computed as the bytes arrived
+    else:
+        with path.open("rb") as stream:
+            actual = hashlib.file_digest(stream, algorithm).hexdigest()
+    if actual != expected:
+        path.unlink(missing_ok=True)
+        raise ActionError(f"{url}: {algorithm} is {actual}, the plan expects {expected}")
 
 
 class KexecUrls(ActionKind[KexecSpec]):

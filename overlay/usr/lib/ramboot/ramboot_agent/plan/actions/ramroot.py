@@ -10,13 +10,13 @@ tar or newc cpio archive is unpacked there (then removed) and bound to
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from ramboot_agent.plan.actions import rootswitch
+from ramboot_agent.plan.actions.kexec import verify_fetched
 from ramboot_agent.plan.context import ActionError, Context
 from ramboot_agent.plan.kind import ActionKind, Result
 from ramboot_agent.plan.model import Fields
@@ -100,15 +100,10 @@ class Ramroot(ActionKind[RamrootSpec]):
 
         fetched = ctx.fetcher.fetch_file(url, directory, name=IMAGE_NAME,
                                          on_progress=progress, origin=ctx.base_url)
-        path = Path(fetched.path)
-        algorithm, expected = spec.digest
-        actual = fetched.sha256 if algorithm == "sha256" else _file_digest(path, algorithm)
         ctx.reporter.emit("fetch", url=url, bytes=fetched.size, sha256=fetched.sha256,
                           seconds=round(fetched.seconds, 3))
-        if actual != expected:
-            path.unlink(missing_ok=True)
-            raise ActionError(f"{url}: {algorithm} is {actual}, the plan expects {expected}")
-        return path
+        verify_fetched(url, fetched, spec.digest)
+        return Path(fetched.path)
 
     def _install(self, spec: RamrootSpec, image: Path, ctx: Context, mounts: Mounts,
                  layout: Layout) -> dict[str, str]:
@@ -177,10 +172,3 @@ class Ramroot(ActionKind[RamrootSpec]):
             image.unlink(missing_ok=True)
         return target
 
-
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
