@@ -65,11 +65,7 @@ def _require_machine(ctx: Context, request: MachineRequest, host: Host | None) -
 
 def _document(fleet: Fleet, identity: Identity, stage: int, provisioned: bool,
               host: Host | None) -> Document:
-    key = (host.name if host else "", stage, provisioned)
-    cached = fleet.cache.get(key) if host else None
-    if cached is not None:
-        return cached
-    try:
+    try:  # the targets compute each host's documents once (InventoryTargets)
         if host is None:
             document = fleet.targets.discovery(stage, identity)
         elif stage == 1:
@@ -82,15 +78,13 @@ def _document(fleet: Fleet, identity: Identity, stage: int, provisioned: bool,
     if document.kind not in allowed:  # the targets logic broke the two-stage rule
         fail(500, f"stage {stage} answer for {host.name if host else 'a new machine'} would "
                   f"be {document.kind.value!r}: refused, it could loop")
-    if host:
-        fleet.cache[key] = document
     return document
 
 
 async def _answer(ctx: Context, fleet: Fleet, request: MachineRequest, *, stage: int,
                   identity: Identity, host: Host | None) -> Reply:
     who = store.Who.of(identity, host.name if host else None)
-    # Both possible answers first (cached per host), then one transaction reads
+    # Both possible answers first (computed once per host), then one transaction reads
     # the provisioned mark and records the answer it picked: no reinstall can
     # slip in between, and the writer never waits for a template.
     choices: dict[bool, Document | HttpError] = {}

@@ -1,19 +1,19 @@
 """What every request handler shares: the database, the keys, the inventory
-(reloaded on SIGHUP), the targets and a cache of their documents."""
+(reloaded on SIGHUP) and the targets that answer from it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ramboot.inventory import Inventory, load_inventory
 from ramboot.serve.auth import Keys
 from ramboot.serve.db import Database
 from ramboot.serve.identify import HostIndex
-from ramboot.serve.targets_port import Document, Targets
+from ramboot.serve.targets_port import Targets
 
 log = logging.getLogger("ramboot.serve")
 
@@ -26,7 +26,6 @@ class Fleet:
 
     index: HostIndex
     targets: Targets
-    cache: dict[tuple[str, int, bool], Document] = field(default_factory=dict)
 
 
 class Context:

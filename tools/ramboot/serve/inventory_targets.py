@@ -99,7 +99,8 @@ class InventoryTargets:
 
     def stage1(self, host: Host, *, provisioned: bool) -> Document:
         provisioned = provisioned or host.provisioned
-        key = (host.name, 1, targets.boots_disk(host, provisioned=provisioned))
+        disk = targets.boots_disk(host, provisioned=provisioned)
+        key = (host.name, 1, disk)
         if key in self._documents:
             return _answer(self._documents[key])
         try:
@@ -109,7 +110,7 @@ class InventoryTargets:
         except targets.TargetError as error:
             refused = self._documents[key] = StageRefused(404, "; ".join(error.problems))
             raise refused from None
-        if targets.boots_disk(host, provisioned=provisioned):
+        if disk:
             why = "provisioned" if host.target.kind == "install" else "its target is its disk"
             kind, summary = Answer.DISK, f"its disk ({why}): exit to the next boot device"
         else:
@@ -118,12 +119,13 @@ class InventoryTargets:
 
     def stage2(self, host: Host, *, provisioned: bool) -> Document:
         provisioned = provisioned or host.provisioned
-        key = (host.name, 2, targets.boots_disk(host, provisioned=provisioned))
+        disk = targets.boots_disk(host, provisioned=provisioned)
+        key = (host.name, 2, disk)
         if key in self._documents:
             return _answer(self._documents[key])
         document = targets.stage2(self.inventory, host, provisioned=provisioned,
                                   templates=self.templates)
-        if targets.boots_disk(host, provisioned=provisioned):
+        if disk:
             why = "provisioned" if host.target.kind == "install" else "its target is its disk"
             kind, summary = Answer.LOCALBOOT, f"localboot: its disk ({why})"
         else:

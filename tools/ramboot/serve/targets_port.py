@@ -8,6 +8,8 @@ the machine is provisioned. serve calls exactly these three methods, which
     stage1(host, provisioned=...)   -> Document  iPXE: ramboot, or its disk
     stage2(host, provisioned=...)   -> Document  agent: the target, or localboot
     discovery(stage, identity)      -> Document  a machine not in the inventory
+
+They are called for every request: InventoryTargets computes each document once.
 """
 
 from __future__ import annotations
