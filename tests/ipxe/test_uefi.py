@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,7 +31,14 @@ from tests.ipxe.test_ramboot_script import (
     identity_argv,
 )
 from tests.lib.httpd import requests
-from tests.lib.ipxe import GUEST_MAC, HTTP_BASE, NIC_MODEL, default_ipxe_efi, ipxe_network
+from tests.lib.ipxe import (
+    GUEST_MAC,
+    HTTP_BASE,
+    NIC_MODEL,
+    efi_system_partition,
+    ipxe_network,
+    require_ipxe_efi,
+)
 from tests.lib.qemu import (
     Qemu,
     ovmf_x86_64_argv,
@@ -44,22 +50,6 @@ from tests.lib.qemu import (
 pytestmark = [pytest.mark.qemu, pytest.mark.netns]
 
 BOOT_URL = f"{HTTP_BASE}/boot.ipxe"
-
-
-def require_ipxe_efi() -> Path:
-    efi = default_ipxe_efi()
-    if not efi.is_file():
-        pytest.skip(f"{efi} is missing (scripts/install-deps unpacks Debian trixie's ipxe)")
-    return efi
-
-
-def efi_system_partition(directory: Path, loader: Path, script: Path) -> Path:
-    """A directory laid out as the removable-media ESP: the loader and its autoexec.ipxe."""
-    boot = directory / "EFI" / "BOOT"
-    boot.mkdir(parents=True)
-    shutil.copyfile(loader, boot / "BOOTX64.EFI")
-    shutil.copyfile(script, directory / "autoexec.ipxe")
-    return directory
 
 
 def serial_lines(vm: Qemu) -> list[str]:

@@ -104,6 +104,23 @@ def _reference_build() -> tuple[Path | None, str]:
     return Path(done.stdout.strip().splitlines()[-1]), ""
 
 
+def require_ipxe_efi() -> Path:
+    """Trixie's x86_64 EFI iPXE; skips when it is not unpacked."""
+    efi = default_ipxe_efi()
+    if not efi.is_file():
+        pytest.skip(f"{efi} is missing (scripts/install-deps unpacks Debian trixie's ipxe)")
+    return efi
+
+
+def efi_system_partition(directory: Path, loader: Path, script: Path) -> Path:
+    """A directory laid out as the removable-media ESP: the loader and its autoexec.ipxe."""
+    boot = directory / "EFI" / "BOOT"
+    boot.mkdir(parents=True)
+    shutil.copyfile(loader, boot / "BOOTX64.EFI")
+    shutil.copyfile(script, directory / "autoexec.ipxe")
+    return directory
+
+
 def require_reference_lkrn() -> Path:
     """ramboot's reference iPXE (v2.0.0 + every command the agent has, trusting only the
     tests' root CA), built once from the pinned source; skips without QEMU or the source."""

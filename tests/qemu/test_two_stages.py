@@ -31,7 +31,12 @@ from ramboot.inventory import load_inventory
 from ramboot.render.tree import render_tree
 from tests.lib.httpd import requests, start_httpd
 from tests.lib.images import SECOND_STAGE_MARKER, ImageSet
-from tests.lib.ipxe import default_ipxe_efi, require_ipxe_lkrn, sercon_argv
+from tests.lib.ipxe import (
+    efi_system_partition,
+    require_ipxe_efi,
+    require_ipxe_lkrn,
+    sercon_argv,
+)
 from tests.lib.netlab import SERVER_IP, require_netns, start_kea, tap_lab
 from tests.lib.qemu import (
     Qemu,
@@ -153,15 +158,8 @@ def x86_64_firmware_argv(firmware: str, tap: str, tmp_path: Path) -> list[str]:
     if firmware == "bios":
         return x86_64_argv(kernel=require_ipxe_lkrn(), initrd=RAMBOOT_IPXE, memory_mb=1024,
                            extra=["-smp", "1", *sercon_argv(tmp_path), *nic])
-    ovmf = require_ovmf()
-    efi = default_ipxe_efi()
-    if not efi.is_file():
-        pytest.skip(f"{efi} is missing (scripts/install-deps unpacks Debian trixie's ipxe)")
-    esp = tmp_path / "esp" / "EFI" / "BOOT"
-    esp.mkdir(parents=True)
-    shutil.copyfile(efi, esp / "BOOTX64.EFI")
-    shutil.copyfile(RAMBOOT_IPXE, tmp_path / "esp" / "autoexec.ipxe")
-    return ovmf_x86_64_argv(firmware=ovmf, workdir=tmp_path, esp=tmp_path / "esp",
+    esp = efi_system_partition(tmp_path / "esp", require_ipxe_efi(), RAMBOOT_IPXE)
+    return ovmf_x86_64_argv(firmware=require_ovmf(), workdir=tmp_path, esp=esp,
                             memory_mb=1024, extra=["-smp", "1", *nic])
 
 
