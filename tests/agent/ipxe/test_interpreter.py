@@ -237,6 +237,20 @@ def test_initrd_name_matching_nothing_boots_with_every_initrd(
             "iPXE does: initrd.img, extra.cpio") in caplog.text
 
 
+def test_a_json_initrd_is_data_for_the_kernel_not_a_plan(make_harness: Any, http_root: Any) -> None:
+    # `initrd config.json /etc/app/config.json`: only `chain` runs a plan; an
+    # initrd that starts with "{" (a config file, or random bytes) is booted with.
+    root, base = http_root
+    _serve_boot_files(root)
+    config = b'{"ramboot-plan": 1, "actions": []}'
+    (root / "boot" / "config.json").write_bytes(config)
+    harness = make_harness()
+    harness.run(f"#!ipxe\nkernel {base}/boot/vmlinuz quiet\n"
+                f"initrd {base}/boot/initrd.img\ninitrd {base}/boot/config.json\nboot\n")
+    spec = harness.recorder.boots[0]
+    assert [p.read_bytes() for p in spec.initrds] == [b"070701 initrd bytes", config]
+
+
 def test_what_is_not_a_kernel_is_not_booted(make_harness: Any, http_root: Any) -> None:
     root, base = http_root
     (root / "404.html").write_text("<!DOCTYPE html>\n<html><body>Not Found</body></html>\n")

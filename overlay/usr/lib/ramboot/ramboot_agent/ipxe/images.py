@@ -20,7 +20,6 @@ class Image:
     cmdline: str | None = None
     autofree: bool = False
     trusted: bool = False  # imgverify checked its signature
-    is_plan: bool = False  # a provisioning plan (JSON), run by `chain`
     text: str | None = field(default=None, repr=False)  # script text, when a script
 
 
@@ -53,15 +52,16 @@ class ImageRegistry:
         """The images to boot ``kernel`` with, and the ``initrd=`` names that
         match no image.
 
-        As iPXE: every other loaded image except scripts and plans, in
-        download order. BIOS iPXE hands a bzImage all of them whatever
-        ``initrd=`` says, and EFI iPXE does the same through its
-        ``initrd.magic`` file and Linux's initrd device path; ``initrd=`` is
-        left on the command line for the kernel.
+        As iPXE: every other loaded image except scripts, in download
+        order (a chained plan never returns to a script, so none is
+        here). BIOS iPXE hands a bzImage all of them whatever ``initrd=``
+        says, and EFI iPXE does the same through its ``initrd.magic`` file
+        and Linux's initrd device path; ``initrd=`` is left on the command
+        line for the kernel.
         """
         named = [arg[len("initrd="):] for arg in (kernel.cmdline or "").split()
                  if arg.startswith("initrd=")]
         unmatched = [name for name in named if self.find(name) is None]
         others = [image for image in self._images
-                  if image is not kernel and not image.is_script and not image.is_plan]
+                  if image is not kernel and not image.is_script]
         return others, unmatched

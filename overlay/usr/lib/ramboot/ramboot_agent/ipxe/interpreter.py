@@ -62,6 +62,16 @@ MAX_CHAIN_DEPTH = 32
 MAX_LINES = 1_000_000
 
 
+def _looks_like_plan(image: Image) -> bool:
+    """Whether an executed image is a plan. Decided only at `chain`: a JSON file
+    fetched with `initrd` is data for the kernel, whatever it starts with."""
+    try:
+        with image.path.open("rb") as stream:
+            return is_plan(stream.read(64))
+    except OSError:
+        return False
+
+
 class Fetcher(Protocol):
     """ramboot_agent.fetch.Fetcher's interface; the result has path, data, size,
     sha256 and seconds."""
@@ -392,14 +402,13 @@ class Interpreter:
         with path.open("rb") as stream:
             head = stream.read(64)
         text = None
-        plan = is_plan(head)
         if is_script(head):
             if fetched.size > MAX_SCRIPT_CHARS:
                 raise CommandFailed(f"{url}: script larger than {MAX_SCRIPT_CHARS} bytes")
             text = path.read_bytes().decode("utf-8", "replace")
             self.reporter.emit("script-fetched", url=url, bytes=fetched.size)
         image = Image(name or uri.image_name(url), final_url, path, fetched.size,
-                      text is not None, text=text, is_plan=plan and text is None)
+                      text is not None, text=text)
         if path.parent == dest:  # like iPXE's refcounted images: freed with the last user
             weakref.finalize(image, release, path).atexit = False
         self.images.register(image)
@@ -415,7 +424,7 @@ class Interpreter:
             # iPXE's image_exec: with imgtrust, nothing unverified runs, scripts included.
             raise CommandFailed(f"{image.name}: not trusted (imgtrust is on and no imgverify "
                                 "checked this image)")
-        if image.is_plan:
+        if not image.is_script and _looks_like_plan(image):
             self.run_plan(image)
         if image.is_script:
             if replace:
