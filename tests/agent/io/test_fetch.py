@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import random
 import time
@@ -12,6 +13,8 @@ import pytest
 
 from ramboot_agent.errors import FetchError
 from ramboot_agent.fetch import Fetcher, resolve_url
+from ramboot_agent.ipxe import Interpreter
+from ramboot_agent.ipxe.settings import build_settings
 from tests.agent.io.servers import Handler, Pki, Site, serve
 
 PAYLOAD = random.Random(4).randbytes(3 * 1024 * 1024 + 17)
@@ -279,3 +282,31 @@ def test_https_to_http_redirect_is_refused(pki: Pki, site: Site, sleeps: list[fl
         with pytest.raises(FetchError, match="from https to plain http refused"):
             fetcher(sleeps, cafile=pki.ca).fetch_bytes(secure.url("/x"), max_size=100)
     assert site.hits["/x"] == 0
+
+
+def test_a_redirected_script_resolves_relative_urls_where_it_landed(
+        site: Site, sleeps: list[float], tmp_path: Path) -> None:
+    # As iPXE's downloader: a script moved by a redirect chains relative to its new
+    # home (${cwuri}), not to the URL asked for (issue 12, class 9).
+    def moved(handler: Handler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", "/new/boot.ipxe")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    site.routes["/old/boot.ipxe"] = moved  # type: ignore[assignment]
+    site.routes["/new/boot.ipxe"] = lambda h: h.send_bytes(
+        b"#!ipxe\necho at ${cwuri}\nchain next.ipxe\n")
+    site.routes["/new/next.ipxe"] = lambda h: h.send_bytes(b"#!ipxe\necho next reached\n")
+    class Events:
+        def emit(self, event: str, **details: object) -> None:
+            pass
+
+    out = io.StringIO()
+    interpreter = Interpreter(build_settings({}, None, None), fetcher(sleeps), lambda _: None,
+                              Events(), out, download_dir=tmp_path / "downloads")
+
+    interpreter.run_url(site.url("/old/boot.ipxe"))
+
+    assert out.getvalue().splitlines() == [f"at {site.url('/new/boot.ipxe')}", "next reached"]
+    assert site.hits["/new/next.ipxe"] == 1 and "/old/next.ipxe" not in site.hits
