@@ -193,6 +193,6 @@ def require_kernel(path: Path, *, buildarch: str | None, name: str | None = None
         hint = ""
         if found.arch == "i386" and found.name.startswith("bzImage"):
             hint = ": no 64-bit entry point (iPXE's ipxe.lkrn is such an image)"
-        raise NotAKernel(f"{shown}: a {found.name} for {found.arch}, and this machine is "
+        raise NotAKernel(f"{shown}: {found.name}, for {found.arch}: this machine is "
                          f"{buildarch}{hint}")
     return found
