@@ -4,6 +4,7 @@ this machine is shared); here `_set` only records what would be set."""
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ import pytest
 from ramboot_agent import clock
 from ramboot_agent.cmdline import parse_cmdline
 from ramboot_agent.errors import ConfigError
+from ramboot_agent.ipxe import Interpreter
+from ramboot_agent.ipxe.settings import build_settings
 from tests.lib.ntp import start_chronyd
 
 NTP_PORT = 12323
@@ -106,7 +109,29 @@ def test_a_clock_after_the_build_date_is_left_alone(tmp_path: Path,
 def test_busybox_ntpd_is_used_when_present(tmp_path: Path, recorded: list[float],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(clock, "_ntpd", lambda server: (calls.append(server) or True, ""))
+    monkeypatch.setattr(clock, "_ntpd", calls.append)  # None: ntpd set the clock
     events = Events()
     assert clock.set_clock(["192.0.2.1"], events, use_ntpd=True) == "ntpd"
     assert calls == ["192.0.2.1"] and recorded == []  # ntpd set the clock itself
+
+
+def test_ipxes_ntp_command_sets_the_clock_as_the_agent_does(
+        chronyd: None, recorded: list[float], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    # `ntp SERVER` in a script goes through clock.set_from: SNTP here (no ntpd on
+    # this host's PATH), against real chronyd; a silent server fails the command.
+    monkeypatch.setattr(clock, "NTPD", "ramboot-test-no-ntpd")
+    monkeypatch.setattr(clock, "NTP_PORT", NTP_PORT)
+    monkeypatch.setattr(clock, "SNTP_TIMEOUT", 0.2)
+    events = Events()
+    interpreter = Interpreter(build_settings({}, None, None), None, lambda _: None,  # type: ignore[arg-type]
+                              events, io.StringIO(), download_dir=tmp_path)
+    interpreter.run_text("#!ipxe\nntp 127.0.0.1\n", "file:///srv/test.ipxe")
+    assert len(recorded) == 1 and abs(recorded[0] - time.time()) < 2
+    assert events.seen[-1][0] == "clock-set" and events.seen[-1][1]["server"] == "127.0.0.1"
+
+    out = io.StringIO()
+    quiet = Interpreter(build_settings({}, None, None), None, lambda _: None,  # type: ignore[arg-type]
+                        events, out, download_dir=tmp_path)
+    quiet.run_text("#!ipxe\nntp 127.0.0.2 || echo failed: ${errno}\n", "file:///srv/test.ipxe")
+    assert out.getvalue().startswith("failed: ") and len(recorded) == 1

@@ -26,6 +26,7 @@ log = logging.getLogger("ramboot.clock")
 
 BUILD_DATE_FILE = Path(__file__).resolve().parents[1] / "build-date"  # /usr/lib/ramboot
 OPTION_NTP_SERVERS = 42
+NTPD = "ntpd"  # busybox's applet
 NTPD_TIMEOUT = 15.0
 SNTP_TIMEOUT = 2.0
 SNTP_TRIES = 3
@@ -93,48 +94,62 @@ def sntp_offset(server: str, *, timeout: float = SNTP_TIMEOUT, port: int = NTP_P
     return ((server_received - sent) + (server_sent - received)) / 2
 
 
-def _ntpd(server: str) -> tuple[bool, str]:
-    argv = ["ntpd", "-q", "-n", "-p", server]
+def _ntpd(server: str) -> str | None:
+    """busybox ntpd once (-q) in the foreground (-n): None when it set the clock, else why not."""
+    argv = [NTPD, "-q", "-n", "-p", server]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=NTPD_TIMEOUT,
                               check=False, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return False, f"no answer within {NTPD_TIMEOUT:g}s"
+        return f"no answer within {NTPD_TIMEOUT:g}s"
     except OSError as error:
-        return False, error.strerror or str(error)
-    message = (done.stderr or done.stdout).strip()[-200:]
-    return done.returncode == 0, message or f"exit status {done.returncode}"
+        return error.strerror or str(error)
+    if done.returncode == 0:
+        return None
+    return " ".join((done.stderr or done.stdout).split())[-200:] or \
+        f"exit status {done.returncode}"
 
 
 def _set(seconds: float) -> None:
     time.clock_settime(time.CLOCK_REALTIME, seconds)
 
 
+def set_from(server: str, *, use_ntpd: bool | None = None,
+             port: int | None = None) -> tuple[str, float | None]:
+    """Set the clock from one server: by busybox ntpd where it exists, else by SNTP
+    (SNTP_TRIES exchanges). The method and the SNTP offset; ClockError says why not."""
+    if shutil.which(NTPD) is not None if use_ntpd is None else use_ntpd:
+        failure = _ntpd(server)
+        if failure is not None:
+            raise ClockError(f"{server}: {failure}")
+        return "ntpd", None
+    reason = "no answer"
+    for _ in range(SNTP_TRIES):
+        try:
+            offset = sntp_offset(server, port=port or NTP_PORT)
+        except (OSError, ClockError) as error:
+            reason = str(error) if isinstance(error, ClockError) else \
+                (error.strerror or type(error).__name__)
+            continue
+        _set(time.time() + offset)
+        return "sntp", offset
+    raise ClockError(f"{server}: {reason}")
+
+
 def set_clock(servers: Sequence[str], reporter: Reporter | None, *,
               build_date_file: Path = BUILD_DATE_FILE, use_ntpd: bool | None = None,
-              port: int = NTP_PORT) -> str:
+              port: int | None = None) -> str:
     """Set the clock from `servers`, else not earlier than the build date; the method used."""
     before = time.time()
-    use_ntpd = shutil.which("ntpd") is not None if use_ntpd is None else use_ntpd
     failures = []
     for server in servers:
-        if use_ntpd:
-            ok, message = _ntpd(server)
-            if ok:
-                return _report(reporter, "ntpd", before, server=server)
-            failures.append(f"{server}: {message}")
+        try:
+            method, offset = set_from(server, use_ntpd=use_ntpd, port=port)
+        except ClockError as error:
+            failures.append(str(error))
             continue
-        reason = "no answer"
-        for _ in range(SNTP_TRIES):
-            try:
-                offset = sntp_offset(server, port=port)
-            except (OSError, ClockError) as error:
-                reason = str(error) if isinstance(error, ClockError) else \
-                    (error.strerror or type(error).__name__)
-                continue
-            _set(time.time() + offset)
-            return _report(reporter, "sntp", before, server=server, offset=round(offset, 3))
-        failures.append(f"{server}: {reason}")
+        measured = {} if offset is None else {"offset": round(offset, 3)}
+        return _report(reporter, method, before, server=server, **measured)
     floor = build_date(build_date_file)
     details: dict[str, Any] = {"failures": failures} if failures else {}
     if failures:

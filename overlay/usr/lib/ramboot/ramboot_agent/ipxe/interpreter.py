@@ -332,13 +332,17 @@ class Interpreter:
             raise CommandFailed(f"could not store {name!r}: {error}") from None
 
     def set_clock(self, server: str) -> None:
-        """`ntp SERVER`: busybox ntpd unless the caller gave another way."""
+        """`ntp SERVER`: as the agent sets its clock (clock.py), unless the caller
+        gave another way."""
         if self._clock_setter is not None:
             self._clock_setter(server)
             return
-        from ramboot_agent.ipxe.net_commands import run_ntpd  # noqa: PLC0415
+        from ramboot_agent import clock  # noqa: PLC0415
 
-        run_ntpd(server)
+        try:
+            clock.set_from(server)
+        except clock.ClockError as error:
+            raise CommandFailed(f"could not set the clock: {error}") from None
 
     def trust_store(self) -> TrustStore:
         """The trusted roots for imgverify, built at its first use (trust/roots.py)."""

@@ -9,8 +9,6 @@ Every wait is bounded, also where iPXE would wait forever (a ping without
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +27,6 @@ log = logging.getLogger("ramboot")
 
 PING_MAX_COUNT = 100  # iPXE pings until a key is pressed when --count is not given
 LINK_WAIT_SECONDS = 15.0  # iflinkwait without --timeout (iPXE: no limit)
-NTP_TIMEOUT = 20.0
 SYS_CLASS_NET = Path("/sys/class/net")
 
 
@@ -116,30 +113,6 @@ def cmd_iflinkwait(ip: Interpreter, argv: list[str], *,
         if time.monotonic() >= deadline:
             raise CommandFailed(f"no link on {interface} within {timeout:g}s")
         ip.sleep(0.1)
-
-
-def ntpd_argv(server: str, binary: str = "ntpd") -> list[str]:
-    """busybox ntpd: set the clock once (-q), in the foreground (-n), from `server`."""
-    return [binary, "-q", "-n", "-p", server]
-
-
-def run_ntpd(server: str, *, timeout: float = NTP_TIMEOUT,
-             which: Callable[[str], str | None] = shutil.which) -> None:
-    """Set the clock from `server`; raises CommandFailed with the reason."""
-    binary = which("ntpd")
-    if binary is None:
-        raise CommandFailed("ntpd (busybox) is not installed: cannot set the clock")
-    argv = ntpd_argv(server, binary)
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        raise CommandFailed(f"no time from {server} within {timeout:g}s") from None
-    except OSError as error:
-        raise CommandFailed(f"cannot run {binary}: {error.strerror}") from None
-    if done.returncode != 0:
-        reason = " ".join((done.stderr or done.stdout or "").split())[:200]
-        raise CommandFailed(f"ntpd -q -p {server} failed: {reason or f'exit {done.returncode}'}")
 
 
 def cmd_ntp(ip: Interpreter, argv: list[str]) -> None:
