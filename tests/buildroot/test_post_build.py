@@ -130,3 +130,16 @@ def test_an_nbd_client_without_netlink_fails_the_build(tmp_path: Path) -> None:
         result = run_post_build(tmp_path / name, "PYC_ONLY")
         assert result.returncode == status, result.stderr
         assert ("without netlink" in result.stderr) == (status == 1)
+
+
+def test_init_scripts_the_ram_system_must_not_run_are_removed(tmp_path: Path) -> None:
+    """dropbear's S50dropbear goes (the agent starts dropbear for rescue only); the rest stays."""
+    init_d = tmp_path / "target/etc/init.d"
+    init_d.mkdir(parents=True)
+    kept = ["rcS", "rcK", "S02sysctl", "S10coldplug", "S11modules", "S40network"]
+    for name in [*kept, "S50dropbear"]:
+        (init_d / name).write_text("#!/bin/sh\n")
+    result = run_post_build(tmp_path, "PYC_ONLY")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in init_d.iterdir()) == sorted(kept)
+
