@@ -43,6 +43,17 @@ fi
 # ramboot.ssh_authorized_keys= gives, only for a rescue shell.
 rm -f "${TARGET_DIR}/etc/init.d/S50dropbear"
 
+# One module-loading policy: the overlay's S10coldplug, with devtmpfs
+# creating the device nodes. mdev's or eudev's coldplug would load the same
+# modules a second time, in parallel with it.
+for script in S10mdev S10udev; do
+	if [ -e "${TARGET_DIR}/etc/init.d/${script}" ]; then
+		echo "post-build: /etc/init.d/${script} and S10coldplug both load modules:" \
+			"use BR2_ROOTFS_DEVICE_CREATION_DYNAMIC_DEVTMPFS" >&2
+		exit 1
+	fi
+done
+
 config_set() {
 	grep -qx "${1}=y" "${BR2_CONFIG}"
 }

@@ -17,7 +17,7 @@ import pytest
 
 from ramboot.check.buildroot import BuildrootKconfig
 
-from .conftest import BOARDS, resolved_config
+from .conftest import BOARDS, REPO, resolved_config
 from .test_busybox_applets import busybox_config
 
 pytestmark = pytest.mark.buildroot
@@ -101,6 +101,14 @@ def test_every_init_script_is_decided_and_the_decision_holds(
     # Control: the packages' scripts were found (dropbear's only with the rescue option).
     assert {"rcS", "S40network", "S01syslogd"} <= set(installed)
     assert ("S50dropbear" in installed) == bool(also_y)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_one_module_loading_policy(buildroot_kconfig: BuildrootKconfig, board: str) -> None:
+    """devtmpfs makes the nodes, the overlay's S10coldplug loads the modules: no mdev, no udev."""
+    values = resolved_config(buildroot_kconfig, board)
+    assert values["BR2_ROOTFS_DEVICE_CREATION_DYNAMIC_DEVTMPFS"] == "y"
+    assert (REPO / "overlay/etc/init.d/S10coldplug").is_file()
 
 
 @pytest.mark.parametrize("board", BOARDS)

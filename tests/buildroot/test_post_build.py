@@ -143,3 +143,15 @@ def test_init_scripts_the_ram_system_must_not_run_are_removed(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in init_d.iterdir()) == sorted(kept)
 
+
+@pytest.mark.parametrize("script", ["S10mdev", "S10udev"])
+def test_a_second_coldplug_fails_the_build(tmp_path: Path, script: str) -> None:
+    """mdev's or eudev's coldplug next to S10coldplug: two module loaders, one must go."""
+    init_d = tmp_path / "target/etc/init.d"
+    init_d.mkdir(parents=True)
+    for name in ("S10coldplug", script):
+        (init_d / name).write_text("#!/bin/sh\n")
+    result = run_post_build(tmp_path, "PYC_ONLY")
+    assert result.returncode == 1
+    assert f"/etc/init.d/{script} and S10coldplug both load modules" in result.stderr
+    assert "BR2_ROOTFS_DEVICE_CREATION_DYNAMIC_DEVTMPFS" in result.stderr
