@@ -113,8 +113,12 @@ def ram_system_calls() -> list[Call]:
     calls = inittab_programs(OVERLAY / "etc/inittab")
     for path in sorted(OVERLAY.rglob("*")):
         relative = str(path.relative_to(REPO))
-        if path.is_file() and is_shell_script(path) and relative not in NOT_ON_THE_RAM_SYSTEM:
+        if not path.is_file() or relative in NOT_ON_THE_RAM_SYSTEM:
+            continue
+        if is_shell_script(path):
             calls += script_programs(path)
+        elif path.read_bytes()[:2] == b"#!":  # the agent's launcher: its interpreter
+            calls.append(Call(path.read_text().split()[0][2:], path, 1))
     found, sites = python_programs(sorted(AGENT.rglob("*.py")), ARGV_BUILDERS)
     calls += found
     for site in sites:
@@ -188,7 +192,8 @@ def test_the_scan_finds_what_the_rescue_and_boot_paths_run(calls: list[Call]) ->
     """Control: the scanner reads the calls the real image showed to matter."""
     programs = {c.program for c in calls}
     for program in ("cttyhack", "ntpd", "udhcpc", "ip", "modprobe", "xargs", "switch_root",
-                    "kexec", "wipefs", "mount", "awk", "/sbin/init", "/etc/init.d/rcS"):
+                    "kexec", "wipefs", "mount", "awk", "/sbin/init", "/etc/init.d/rcS",
+                    "/usr/bin/python3", "python3", "bunzip2", "reboot"):
         assert program in programs
 
 
