@@ -245,3 +245,14 @@ def test_providers_are_buildroot_options(buildroot_kconfig: BuildrootKconfig) ->
                       if o not in buildroot_kconfig.kconf.syms
                       or not buildroot_kconfig.kconf.syms[o].nodes})
     assert not unknown, f"not Buildroot options: {unknown}"
+
+
+def test_fragment_symbols_exist(buildroot_dir: Path) -> None:
+    """A misspelt symbol would be dropped by busybox's kconfig without a word."""
+    known = busybox_config({"BR2_PACKAGE_BUSYBOX_CONFIG": "package/busybox/busybox.config",
+                            "BR2_PACKAGE_BUSYBOX_CONFIG_FRAGMENT_FILES": ""}, buildroot_dir)
+    fragment = REPO / "board/common/busybox.fragment"
+    symbols = re.findall(r"^(?:# )?(CONFIG_\w+)[= ]", fragment.read_text(), re.MULTILINE)
+    assert symbols
+    unknown = [s for s in symbols if s not in known]
+    assert not unknown, f"{fragment.name}: not busybox symbols: {unknown}"
