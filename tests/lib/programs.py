@@ -72,11 +72,7 @@ class DynamicSite:
     path: Path
     line: int
     function: str  # qualified name of the enclosing function
-    text: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.path.name}:{self.function}"
+    text: str  # the argv expression, as written
 
 
 class ShellSyntaxError(ValueError):
@@ -323,7 +319,8 @@ def shell_calls(source: str, path: Path, *, first_line: int = 1) -> tuple[list[C
             continue
         if _ASSIGNMENT.match(word.text):
             continue  # VAR=value: the command, if any, follows
-        if index + 1 < len(words) and words[index].text == "(" and words[index + 1].text == ")":
+        if index + 1 < len(words) and words[index].operator and words[index].text == "(" \
+                and words[index + 1].text == ")":
             functions.add(word.text)  # name() { ... }
             index += 2
             continue
