@@ -166,8 +166,8 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.exit("disk_bench.py needs root (loop devices)")
     args.work.mkdir(parents=True, exist_ok=True)
-    sparse_work = args.sparse_work or Path(tempfile.mkdtemp(prefix="rb-disk-bench-",
-                                                             dir="/var/tmp"))
+    sparse_work = args.sparse_work or Path(
+        tempfile.mkdtemp(prefix="rb-disk-bench-", dir="/var/tmp"))
     www = args.work / "www"
     www.mkdir(exist_ok=True)
     print(f"load average before: {os.getloadavg()}", flush=True)
@@ -231,8 +231,8 @@ def zstd_and_read_back(args: argparse.Namespace, www: Path, base: str,
             drop(exact)
             ours.append(timed_at_load(lambda: blockdev.read_back(exact, [(0, GiB)], "sha256")))
             drop(exact)
-            theirs.append(timed_at_load(lambda: sh(["openssl", "dgst", "-sha256", exact],
-                                           stdout=subprocess.DEVNULL)))
+            theirs.append(timed_at_load(
+                lambda: sh(["openssl", "dgst", "-sha256", exact], stdout=subprocess.DEVNULL)))
         (digest,) = blockdev.read_back(exact, [(0, GiB)], "sha256")
     finally:
         subprocess.run(["losetup", "--detach", exact], check=False)

@@ -1,7 +1,9 @@
 #!/bin/sh
-# Byte-compile the ramboot agent that the rootfs overlay installed in
-# /usr/lib/ramboot. python3's own byte-compilation runs in target-finalize,
-# before the overlay is copied, so it never sees these files.
+# After the overlay is copied: date the image, check nbd-client, remove
+# the init scripts the RAM system must not run, and byte-compile the
+# ramboot agent that the rootfs overlay installed in /usr/lib/ramboot.
+# python3's own byte-compilation runs in target-finalize, before the
+# overlay is copied, so it never sees these files.
 #
 # Follows python3's module format choice (BR2_PACKAGE_PYTHON3_PY_ONLY,
 # _PYC_ONLY, _PY_PYC), like the rest of the target's Python code:
@@ -34,6 +36,23 @@ if [ -f "${NBD_CLIENT}" ] && ! grep -q "libnl-genl-3" "${NBD_CLIENT}"; then
 	echo "post-build: ${NBD_CLIENT} was built without netlink (libnl)" >&2
 	exit 1
 fi
+
+# Init scripts of packages that the RAM system must not run (rcS starts
+# every /etc/init.d/S??*): dropbear's would start an SSH server on every
+# boot, when the agent starts dropbear itself, with the keys
+# ramboot.ssh_authorized_keys= gives, only for a rescue shell.
+rm -f "${TARGET_DIR}/etc/init.d/S50dropbear"
+
+# One module-loading policy: the overlay's S10coldplug, with devtmpfs
+# creating the device nodes. mdev's or eudev's coldplug would load the same
+# modules a second time, in parallel with it.
+for script in S10mdev S10udev; do
+	if [ -e "${TARGET_DIR}/etc/init.d/${script}" ]; then
+		echo "post-build: /etc/init.d/${script} and S10coldplug both load modules:" \
+			"use BR2_ROOTFS_DEVICE_CREATION_DYNAMIC_DEVTMPFS" >&2
+		exit 1
+	fi
+done
 
 config_set() {
 	grep -qx "${1}=y" "${BR2_CONFIG}"

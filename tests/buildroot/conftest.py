@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ramboot.check.buildroot import BuildrootKconfig
+
 REPO = Path(__file__).resolve().parents[2]
 BOARDS = ("rpi4", "x86_64")
 
@@ -42,3 +44,20 @@ def defconfig_values(board: str) -> dict[str, str]:
 def expand_external(value: str) -> Path:
     """A defconfig path value with $(BR2_EXTERNAL_RAMBOOT_PATH) resolved."""
     return Path(value.strip('"').replace("$(BR2_EXTERNAL_RAMBOOT_PATH)", str(REPO)))
+
+
+@pytest.fixture(scope="session")
+def buildroot_kconfig(buildroot_dir: Path) -> BuildrootKconfig:
+    """Buildroot's Kconfig with this external, parsed once (kconfiglib, a few seconds)."""
+    return BuildrootKconfig(buildroot_dir, REPO)
+
+
+def resolved_config(tree: BuildrootKconfig, board: str, *also_y: str) -> dict[str, str]:
+    """Every symbol's value once configs/<board>_pxe_defconfig (plus `also_y`) is loaded:
+    what `make <board>_pxe_defconfig` writes to .config, selects and defaults included."""
+    tree.kconf.load_config(str(REPO / "configs" / f"{board}_pxe_defconfig"), replace=True)
+    for name in also_y:
+        symbol = tree.kconf.syms[name]
+        symbol.set_value("y")
+        assert symbol.str_value == "y", f"{name}=y does not stick on {board}"
+    return {sym.name: sym.str_value for sym in tree.kconf.unique_defined_syms}

@@ -130,3 +130,28 @@ def test_an_nbd_client_without_netlink_fails_the_build(tmp_path: Path) -> None:
         result = run_post_build(tmp_path / name, "PYC_ONLY")
         assert result.returncode == status, result.stderr
         assert ("without netlink" in result.stderr) == (status == 1)
+
+
+def test_init_scripts_the_ram_system_must_not_run_are_removed(tmp_path: Path) -> None:
+    """dropbear's S50dropbear goes (the agent starts dropbear for rescue only); the rest stays."""
+    init_d = tmp_path / "target/etc/init.d"
+    init_d.mkdir(parents=True)
+    kept = ["rcS", "rcK", "S02sysctl", "S10coldplug", "S11modules", "S40network"]
+    for name in [*kept, "S50dropbear"]:
+        (init_d / name).write_text("#!/bin/sh\n")
+    result = run_post_build(tmp_path, "PYC_ONLY")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in init_d.iterdir()) == sorted(kept)
+
+
+@pytest.mark.parametrize("script", ["S10mdev", "S10udev"])
+def test_a_second_coldplug_fails_the_build(tmp_path: Path, script: str) -> None:
+    """mdev's or eudev's coldplug next to S10coldplug: two module loaders, one must go."""
+    init_d = tmp_path / "target/etc/init.d"
+    init_d.mkdir(parents=True)
+    for name in ("S10coldplug", script):
+        (init_d / name).write_text("#!/bin/sh\n")
+    result = run_post_build(tmp_path, "PYC_ONLY")
+    assert result.returncode == 1
+    assert f"/etc/init.d/{script} and S10coldplug both load modules" in result.stderr
+    assert "BR2_ROOTFS_DEVICE_CREATION_DYNAMIC_DEVTMPFS" in result.stderr

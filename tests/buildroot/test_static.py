@@ -25,7 +25,9 @@ PATH_SYMBOLS = (
 def test_defconfig_paths_exist(board: str) -> None:
     values = defconfig_values(board)
     paths = [values[s] for s in PATH_SYMBOLS if s in values]
-    paths += values["BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES"].strip('"').split()
+    for fragments in ("BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES",
+                      "BR2_PACKAGE_BUSYBOX_CONFIG_FRAGMENT_FILES"):
+        paths += values[fragments].strip('"').split()
     missing = [p for p in paths if not expand_external(p).exists()]
     assert not missing, f"{board}_pxe_defconfig names missing files: {missing}"
 

@@ -13,7 +13,9 @@ from .conftest import BOARDS, REPO, defconfig_lines
 
 pytestmark = pytest.mark.buildroot
 
-TREE_FILES = ("external.desc", "Config.in", "external.mk", "configs", "package", "board")
+# The control's copy: the Buildroot glue and the overlay.
+TREE_FILES = ("external.desc", "Config.in", "external.mk", "configs", "package", "board",
+              "overlay", ".flake8")
 
 
 def check_package_python() -> str:
@@ -27,31 +29,37 @@ def check_package_python() -> str:
     pytest.skip("utils/check-package needs python3-magic and python3-flake8")
 
 
-def check_package(buildroot: Path, root: Path) -> subprocess.CompletedProcess[str]:
-    files = sorted(
-        str(p.relative_to(root))
-        for name in TREE_FILES
-        for p in ([root / name] if (root / name).is_file() else (root / name).rglob("*"))
-        if p.is_file()
-    )
+def tracked_files(root: Path) -> list[str]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    return sorted(name for name in listed if name and (root / name).is_file())
+
+
+def check_package(buildroot: Path, root: Path,
+                  files: list[str]) -> subprocess.CompletedProcess[str]:
+    """utils/check-package in br2-external mode (-b): every file it knows a check for
+    (Config.in, .mk, .hash, defconfigs, init scripts, shell and Python scripts) is checked."""
     return subprocess.run(
         [check_package_python(), str(buildroot / "utils/check-package"), "-b", *files],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=300,
     )
 
 
 def test_check_package_clean(buildroot_dir: Path) -> None:
-    result = check_package(buildroot_dir, REPO)
+    """Over every file of the checkout, the overlay's init and shell scripts included."""
+    files = tracked_files(REPO)
+    assert "overlay/etc/init.d/S10coldplug" in files
+    result = check_package(buildroot_dir, REPO, files)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 warnings generated" in result.stderr + result.stdout
 
 
 def test_check_package_catches_a_defect(buildroot_dir: Path, tmp_path: Path) -> None:
-    """Control: the same run on a copy with a defect does report it."""
+    """Control: the same run on a copy with defects does report them, the overlay's too."""
     copy = tmp_path / "tree"
     for name in TREE_FILES:
         src = REPO / name
@@ -62,9 +70,14 @@ def test_check_package_catches_a_defect(buildroot_dir: Path, tmp_path: Path) -> 
             shutil.copy(src, copy / name)
     mk = copy / "package/ipxe/ipxe.mk"
     mk.write_text(mk.read_text().replace("IPXE_INSTALL_IMAGES = YES", "IPXE_INSTALL_IMAGES = YES "))
-    result = check_package(buildroot_dir, copy)
-    assert "package/ipxe/ipxe.mk" in result.stdout + result.stderr
-    assert "0 warnings generated" not in result.stderr + result.stdout
+    coldplug = copy / "overlay/etc/init.d/S10coldplug"
+    coldplug.write_text(coldplug.read_text().replace('DAEMON="coldplug"', ""))
+    files = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file())
+    result = check_package(buildroot_dir, copy, files)
+    output = result.stdout + result.stderr
+    assert "package/ipxe/ipxe.mk" in output
+    assert "overlay/etc/init.d/S10coldplug:0: DAEMON variable not defined" in output
+    assert "0 warnings generated" not in output
 
 
 @pytest.fixture(scope="module")
