@@ -88,11 +88,11 @@ NOT_ON_THE_RAM_SYSTEM = {
 ARGV_BUILDERS = {
     "load_argv": frozenset({"kexec"}),  # Kexec(kexec_binary="kexec")
     "exec_argv": frozenset({"kexec"}),
-    "ntpd_argv": frozenset({"ntpd"}),  # the path which("ntpd") found
     "helper_argv": frozenset({"python3"}),  # sys.executable: the image's python3
 }
 # Calls whose program the scanner cannot read: file:function -> (programs, why).
 DYNAMIC_SITES: dict[str, tuple[frozenset[str], str]] = {
+    "clock.py:_ntpd": (frozenset({"ntpd"}), "argv[0] is clock.NTPD, busybox's ntpd"),
     "kexec.py:Kexec._run": (frozenset(), "runs load_argv/exec_argv, read at its callers"),
     "plan/context.py:Context.run_tool": (frozenset(), "the plan actions' runner: their argv "
                                          "lists are read at each call"),
