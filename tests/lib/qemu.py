@@ -147,27 +147,31 @@ def ovmf_x86_64_argv(
     *,
     firmware: tuple[Path, Path],
     workdir: Path,
-    esp: Path,
+    esp: Path | None,
     memory_mb: int = 256,
     extra: Sequence[str | os.PathLike[str]] = (),
 ) -> list[str]:
-    """A UEFI (OVMF, q35) x86_64 guest booting from the directory `esp` as a FAT disk.
+    """A UEFI (OVMF, q35) x86_64 guest, booting from the directory `esp` as a FAT disk
+    when given (else from what `extra` marks bootable, e.g. a NIC for PXE).
 
     `esp` is shown read-only through QEMU's vvfat (put the loader at
     EFI/BOOT/BOOTX64.EFI); it is the first boot device. OVMF's console is
     mirrored to the first serial port. A private copy of the variable store
     is made in `workdir`.
     """
-    if "," in os.fspath(esp):
-        raise ValueError(f"{esp}: QEMU's -drive option cannot take a path with a comma")
     code, vars_template = firmware
     variables = workdir / "OVMF_VARS.fd"
     shutil.copyfile(vars_template, variables)
+    disk: list[str] = []
+    if esp is not None:
+        if "," in os.fspath(esp):
+            raise ValueError(f"{esp}: QEMU's -drive option cannot take a path with a comma")
+        disk = ["-drive", f"if=none,id=esp,format=raw,readonly=on,file=fat:{os.fspath(esp)}",
+                "-device", "virtio-blk-pci,drive=esp,bootindex=0"]
     return x86_64_argv(machine="q35", memory_mb=memory_mb, extra=[
         "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
         "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
-        "-drive", f"if=none,id=esp,format=raw,readonly=on,file=fat:{os.fspath(esp)}",
-        "-device", "virtio-blk-pci,drive=esp,bootindex=0",
+        *disk,
         *extra,
     ])
 
