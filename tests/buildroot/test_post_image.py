@@ -8,7 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .conftest import REPO
+from ramboot.inventory import RPI_MODEL_DTB
+
+from .conftest import REPO, defconfig_values
 
 
 def run_post_image(board: str, binaries: Path) -> subprocess.CompletedProcess[str]:
@@ -36,29 +38,31 @@ def assert_sha256sums(netboot: Path) -> None:
         assert hashlib.sha256((netboot / name).read_bytes()).hexdigest() == digest
 
 
+def rpi4_dtbs() -> list[str]:
+    """The DTB files rpi4_pxe_defconfig has the kernel build (mainline's names)."""
+    value = defconfig_values("rpi4")["BR2_LINUX_KERNEL_INTREE_DTS_NAME"]
+    return [f"{Path(name).name}.dtb" for name in value.strip('"').split()]
+
+
+def test_rpi4_builds_the_mainline_dtbs_of_the_supported_models() -> None:
+    assert rpi4_dtbs() == ["bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb", "bcm2711-rpi-cm4-io.dtb"]
+
+
+def test_every_model_the_tools_accept_has_its_dtb_built() -> None:
+    # config.txt's device_tree= names RPI_MODEL_DTB's file: the build must make it.
+    assert set(RPI_MODEL_DTB.values()) <= set(rpi4_dtbs())
+
+
 def fake_rpi4_images(binaries: Path) -> None:
-    """What Buildroot's linux and rpi-firmware packages install for rpi4_pxe_defconfig."""
+    """What Buildroot's linux and rpi-firmware packages install for rpi4_pxe_defconfig
+    (no overlays: the firmware's are built for the Raspberry Pi kernel's DT)."""
     firmware = binaries / "rpi-firmware"
-    (firmware / "overlays").mkdir(parents=True)
-    for name in (
-        "start4.elf",
-        "fixup4.dat",
-        "overlays/overlay_map.dtb",
-        "overlays/disable-bt.dtbo",
-        "overlays/README",
-    ):
+    firmware.mkdir(parents=True)
+    for name in ("start4.elf", "fixup4.dat"):
         (firmware / name).write_bytes(name.encode())
     shutil.copy(REPO / "board/rpi4/config.txt", firmware / "config.txt")
     shutil.copy(REPO / "board/rpi4/cmdline.txt", firmware / "cmdline.txt")
-    for name in (
-        "bcm2711-rpi-4-b.dtb",
-        "bcm2711-rpi-400.dtb",
-        "bcm2711-rpi-cm4.dtb",
-        "bcm2711-rpi-cm4s.dtb",
-        "Image",
-        "rootfs.cpio.gz",
-        "rootfs.cpio",
-    ):
+    for name in (*rpi4_dtbs(), "Image", "rootfs.cpio.gz", "rootfs.cpio"):
         (binaries / name).write_bytes(name.encode())
 
 
@@ -75,13 +79,9 @@ def test_rpi4_netboot_tree(tmp_path: Path) -> None:
         "fixup4.dat",
         "config.txt",
         "cmdline.txt",
-        "overlays/overlay_map.dtb",
-        "overlays/disable-bt.dtbo",
-        "overlays/README",
         "bcm2711-rpi-4-b.dtb",
         "bcm2711-rpi-400.dtb",
-        "bcm2711-rpi-cm4.dtb",
-        "bcm2711-rpi-cm4s.dtb",
+        "bcm2711-rpi-cm4-io.dtb",
         "Image",
         "rootfs.cpio.gz",
         "SHA256SUMS",
@@ -105,8 +105,18 @@ def test_rpi4_netboot_tree(tmp_path: Path) -> None:
     assert cmdline.count("\n") == 1, "the firmware reads cmdline.txt as one line"
     args = cmdline.split()
     # The serial port last: it becomes /dev/console, where the rescue shell runs.
-    assert args[:2] == ["console=tty1", "console=serial0,115200"]
+    assert args[:2] == ["console=tty1", "console=ttyS1,115200"]
     assert not [a for a in args if a.startswith(("root=", "init="))]
+
+
+def test_rpi4_overlays_are_copied_when_the_firmware_installs_them(tmp_path: Path) -> None:
+    fake_rpi4_images(tmp_path)
+    (tmp_path / "rpi-firmware/overlays").mkdir()
+    (tmp_path / "rpi-firmware/overlays/overlay_map.dtb").write_bytes(b"map")
+    result = run_post_image("rpi4", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "netboot/overlays/overlay_map.dtb").read_bytes() == b"map"
+    assert_sha256sums(tmp_path / "netboot")
 
 
 def test_rpi4_missing_input_fails_before_writing(tmp_path: Path) -> None:

@@ -68,7 +68,8 @@ def test_forked_base_is_an_approximation(kernels: KernelKconfigs, tmp_path: Path
     (tmp_path / "pi.fragment").write_text("CONFIG_NOT_IN_MAINLINE=y\n")
     path = tmp_path / "pi_defconfig"
     path.write_text(
-        "BR2_aarch64=y\nBR2_LINUX_KERNEL=y\nBR2_LINUX_KERNEL_DEFCONFIG=\"bcm2711\"\n"
+        "BR2_aarch64=y\nBR2_LINUX_KERNEL=y\nBR2_LINUX_KERNEL_CUSTOM_TARBALL=y\n"
+        "BR2_LINUX_KERNEL_DEFCONFIG=\"bcm2711\"\n"
         'BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES="$(BR2_EXTERNAL_RAMBOOT_PATH)/pi.fragment"\n'
     )
     kernel_plan = kernel.plan(path, kernels.source, tmp_path, None)
@@ -79,6 +80,28 @@ def test_forked_base_is_an_approximation(kernels: KernelKconfigs, tmp_path: Path
     assert problem.format(tmp_path) == (
         "pi.fragment:1: warning: CONFIG_NOT_IN_MAINLINE: "
         f"unknown option in Linux {kernels.version} arm64"
+    )
+
+
+def test_a_missing_defconfig_of_a_kernel_org_kernel_is_an_error(
+    kernels: KernelKconfigs, tmp_path: Path
+) -> None:
+    # Buildroot appends _defconfig: "defconfig" asks make for defconfig_defconfig.
+    (tmp_path / "pi.fragment").write_text("CONFIG_KEXEC=y\n")
+    path = tmp_path / "pi_defconfig"
+    path.write_text(
+        "BR2_aarch64=y\nBR2_LINUX_KERNEL=y\nBR2_LINUX_KERNEL_CUSTOM_VERSION=y\n"
+        'BR2_LINUX_KERNEL_DEFCONFIG="defconfig"\n'
+        'BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES="$(BR2_EXTERNAL_RAMBOOT_PATH)/pi.fragment"\n'
+    )
+    kernel_plan = kernel.plan(path, kernels.source, tmp_path, None)
+    assert kernel_plan is not None and not kernel_plan.approximate
+    [problem] = kernel.check(kernels, kernel_plan)
+    assert problem.severity is Severity.ERROR
+    assert problem.format(tmp_path) == (
+        "pi_defconfig:4: BR2_LINUX_KERNEL_DEFCONFIG: Buildroot configures defconfig_defconfig, "
+        "which mainline arm64 does not have; BR2_LINUX_KERNEL_USE_ARCH_DEFAULT_CONFIG=y "
+        "selects defconfig"
     )
 
 

@@ -15,9 +15,11 @@ from tests.lib.images import ImageError, ImageSet, image_set
 # controller, DDC I2C). QEMU itself removes PCIe, RNG, thermal and GENET.
 RASPI4B_MISSING_UNIT_PREFIX = "7ef0"
 # The Pi 4's PL011 (uart0, ttyAMA0, QEMU's first -serial) carries Bluetooth:
-# as serdev, it gets no /dev/ttyAMA0. Fleets that want it as the serial
-# console set `dtoverlay=disable-bt`; this is that overlay's effect here.
-# (The mini UART, QEMU's second -serial, stays silent under the Debian kernel.)
+# as serdev, it gets no /dev/ttyAMA0. Disabling that node lets QEMU's first
+# serial port be the console here. (A board's console is the mini UART on
+# GPIO 14/15, ttyS1 under mainline's aliases: QEMU's second -serial. With the
+# console there, Debian's 6.12 stalls in QEMU (RCU stall, soft lockup) after
+# "Disabling unused clocks", so the test keeps the PL011.)
 PI_BLUETOOTH = "/soc/serial@7e201000/bluetooth"
 # What the Pi firmware writes into the DT before starting Linux; QEMU
 # does not, so the test plays the firmware's part.

@@ -117,7 +117,7 @@ def test_a_pi_has_no_ipxe_stage1_but_its_cmdline_names_stage2() -> None:
                        r"TFTP directory \(tftp/1a2b3c4d/\)"):
         targets.stage1(inventory, host, provisioned=False)
     assert targets.pi_cmdline(inventory, host).split() == [
-        "console=tty1", "console=serial0,115200", f"ramboot.url={BASE}/stage2/pi.json",
+        "console=tty1", "console=ttyS1,115200", f"ramboot.url={BASE}/stage2/pi.json",
         "ramboot.report=http://192.0.2.1:8080/events"]
     plan = json.loads(targets.stage2(inventory, host).data)
     assert plan["actions"][-1]["method"] == "reboot"  # the Pi's default: its EEPROM picks

@@ -21,18 +21,26 @@ from ramboot.errors import RambootError
 FAMILIES = ("rpi4", "x86_64")
 URL_SCHEMES = ("http", "https", "tftp")
 
-# Pi 4 family models and the DTB the firmware must load for each.
+# Pi 4 family models and the mainline Linux DTB the firmware must load for
+# each (the image builds mainline 6.12: docs/rpi4-kernel.md). The CM4 has
+# mainline's IO-board tree only.
 RPI_MODEL_DTB = {
     "4b": "bcm2711-rpi-4-b.dtb",
     "400": "bcm2711-rpi-400.dtb",
-    "cm4": "bcm2711-rpi-cm4.dtb",
-    "cm4s": "bcm2711-rpi-cm4s.dtb",
+    "cm4": "bcm2711-rpi-cm4-io.dtb",
+}
+# Models of the family the image cannot boot, and why.
+RPI_UNSUPPORTED_MODELS = {
+    "cm4s": "the Compute Module 4S has no device tree in mainline Linux 6.12, "
+            "the kernel the image builds (docs/rpi4-kernel.md)",
 }
 
 # The last console= is /dev/console, where the agent reports and the rescue
-# shell runs: the serial port goes last.
+# shell runs: the serial port goes last. The Pi's GPIO 14/15 UART is the mini
+# UART, ttyS1 under mainline's DT aliases (serial0 is the PL011 wired to
+# Bluetooth, so the firmware's serial0 substitution would pick that one).
 DEFAULT_CONSOLES = {
-    "rpi4": ("tty1", "serial0,115200"),
+    "rpi4": ("tty1", "ttyS1,115200"),
     "x86_64": ("tty0", "ttyS0,115200"),
 }
 
@@ -815,7 +823,10 @@ def _host(
         else:
             serial = c.field(where, "serial", data["serial"], normalise_serial)
         model = merged.get("model", "4b")
-        if model not in RPI_MODEL_DTB:
+        if model in RPI_UNSUPPORTED_MODELS:
+            c.add(where, f"model: {model!r} is not supported: {RPI_UNSUPPORTED_MODELS[model]}")
+            model = None
+        elif model not in RPI_MODEL_DTB:
             c.add(where, f"model: {model!r} is not one of {', '.join(RPI_MODEL_DTB)}")
             model = None
     elif family == "x86_64":

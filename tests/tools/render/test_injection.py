@@ -107,10 +107,19 @@ def test_kernel_args_that_ipxe_would_not_pass_on_are_refused(word: str) -> None:
     assert any(p.startswith("fleet.toml: host 'pi-07': kernel_args: ") for p in found), found
 
 
-def test_the_cm4s_model_is_accepted_with_its_dtb() -> None:
-    text = HEADER + f"\n[[hosts]]\n{PI}model = \"cm4s\"\n"
+def test_the_cm4_model_boots_mainlines_io_board_dtb() -> None:
+    text = HEADER + f"\n[[hosts]]\n{PI}model = \"cm4\"\n"
     (host,) = parse_inventory(text, Path("fleet.toml")).hosts
-    assert host.dtb == "bcm2711-rpi-cm4s.dtb"
+    assert host.dtb == "bcm2711-rpi-cm4-io.dtb"
+
+
+def test_the_cm4s_model_is_refused_with_the_reason() -> None:
+    # Mainline Linux has no CM4S device tree: no config.txt may name one.
+    assert problems([PI + 'model = "cm4s"\n']) == [
+        "fleet.toml: host 'pi-07': model: 'cm4s' is not supported: the Compute Module 4S has "
+        "no device tree in mainline Linux 6.12, the kernel the image builds "
+        "(docs/rpi4-kernel.md)"
+    ]
 
 
 @pytest.mark.parametrize(("host", "expected"), [

@@ -25,6 +25,13 @@ _ARCHES = {
     "BR2_x86_64": ("x86_64", "x86", "x86_64_defconfig"),
     "BR2_aarch64": ("arm64", "arm64", "defconfig"),
 }
+# Where the kernel comes from when it is not a kernel.org release (Buildroot's
+# default is the latest one): only then can a base defconfig be missing here.
+_NOT_KERNEL_ORG = (
+    "BR2_LINUX_KERNEL_CUSTOM_TARBALL", "BR2_LINUX_KERNEL_CUSTOM_GIT",
+    "BR2_LINUX_KERNEL_CUSTOM_HG", "BR2_LINUX_KERNEL_CUSTOM_SVN",
+    "BR2_LINUX_KERNEL_LATEST_CIP_VERSION", "BR2_LINUX_KERNEL_LATEST_CIP_RT_VERSION",
+)
 _CROSS_GCC = {"arm64": "aarch64-linux-gnu-gcc", "x86_64": "x86_64-linux-gnu-gcc"}
 _VARIABLE = re.compile(r"\$[({](?P<name>[A-Za-z0-9_]+)[)}]")
 
@@ -40,6 +47,7 @@ class KernelPlan:
     fragments: list[Path]
     notes: list[str] = field(default_factory=list)
     approximate: bool = False  # the kernel is not the one the defconfig builds
+    problems: list[Problem] = field(default_factory=list)  # found in the defconfig itself
 
 
 def _expand(value: str, external: Path, buildroot: Path | None, where: str) -> Path:
@@ -78,6 +86,7 @@ def plan(
     configs = source / "arch" / srcarch / "configs"
     notes = []
     approximate = False
+    problems = []
 
     def where(name: str) -> str:
         return f"{defconfig}:{values[name].line}" if name in values else str(defconfig)
@@ -90,7 +99,17 @@ def plan(
     else:  # BR2_LINUX_KERNEL_USE_DEFCONFIG, Buildroot's default
         wanted = value("BR2_LINUX_KERNEL_DEFCONFIG")
         base = configs / f"{wanted}_defconfig"
-        if not base.is_file():
+        kernel_org = not any(value(s) == "y" for s in _NOT_KERNEL_ORG)
+        if not base.is_file() and kernel_org:
+            # Buildroot asks make for "<name>_defconfig": a mainline build fails.
+            name = "BR2_LINUX_KERNEL_DEFCONFIG"
+            problems.append(Problem(
+                defconfig, values[name].line if name in values else None, name,
+                f"Buildroot configures {wanted}_defconfig, which mainline {srcarch} does "
+                f"not have; BR2_LINUX_KERNEL_USE_ARCH_DEFAULT_CONFIG=y selects {arch_default}",
+            ))
+            base = configs / arch_default
+        elif not base.is_file():
             # e.g. bcm2711_defconfig lives only in the raspberrypi/linux fork.
             approximate = True
             base = configs / arch_default
@@ -105,7 +124,7 @@ def plan(
     for path in (base, *fragments):
         if not path.is_file():
             raise RambootError(f"{defconfig}: kernel configuration {path} does not exist")
-    return KernelPlan(defconfig, arch, srcarch, base, fragments, notes, approximate)
+    return KernelPlan(defconfig, arch, srcarch, base, fragments, notes, approximate, problems)
 
 
 def kernel_version(source: Path) -> str:
@@ -171,7 +190,7 @@ class KernelKconfigs:
 def check(kernels: KernelKconfigs, kernel_plan: KernelPlan) -> list[Problem]:
     kconf = kernels.tree(kernel_plan.arch, kernel_plan.srcarch)
     kconf.load_config(str(kernel_plan.base), replace=True)
-    problems: list[Problem] = []
+    problems: list[Problem] = list(kernel_plan.problems)
     winners: dict[str, Assignment] = {}
     for fragment in kernel_plan.fragments:
         assignments = read_config(fragment)
