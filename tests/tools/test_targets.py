@@ -123,6 +123,32 @@ def test_a_pi_has_no_ipxe_stage1_but_its_cmdline_names_stage2() -> None:
     assert plan["actions"][-1]["method"] == "reboot"  # the Pi's default: its EEPROM picks
 
 
+@pytest.mark.parametrize(("target", "kexecs"), [
+    (INSTALL, False),  # localboot by reboot, the Pi's default
+    (INSTALL[:-2] + ', method = "kexec" }', True),
+    ('{ kind = "script", url = "http://192.0.2.9/x.ipxe" }', True),
+    ('{ kind = "plan", url = "http://192.0.2.9/p.json" }', True),
+    ('{ kind = "kexec", kernel = "http://192.0.2.9/Image" }', True),
+    ('{ kind = "netroot", root = "nfs://192.0.2.1/srv/root" }', False),  # switch_root
+    ('{ kind = "rescue" }', False),
+])
+def test_a_pi_that_may_kexec_boots_its_ram_system_with_one_possible_cpu(
+        target: str, kexecs: bool) -> None:
+    # The firmware's spin tables keep kexec from taking back the other three
+    # (docs/rpi4-kernel.md); switch_root and reboot keep all four.
+    host = only(fleet(pi(target)))
+    assert targets.pi_kexecs(host) is kexecs
+    words = targets.pi_cmdline(fleet(pi(target)), host).split()
+    assert ("nr_cpus=1" in words) is kexecs
+
+
+def test_a_pis_own_cpu_limit_is_kept() -> None:
+    inventory = fleet(pi('{ kind = "script", url = "http://192.0.2.9/x.ipxe" }',
+                         extra='kernel_args = ["maxcpus=1"]'))
+    words = targets.pi_cmdline(inventory, only(inventory)).split()
+    assert "maxcpus=1" in words and "nr_cpus=1" not in words
+
+
 def test_urls_and_paths() -> None:
     inventory = fleet(x86('{ kind = "script", url = "http://192.0.2.9/x.ipxe" }'))
     host = only(inventory)

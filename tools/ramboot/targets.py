@@ -181,17 +181,38 @@ def stage1(
     return Document(IPXE_CONTENT_TYPE, text.encode("utf-8"))
 
 
+# Kinds whose stage 2 may kexec on a Pi: a script or plan (any URL), a kernel, and a
+# disk booted with method "kexec".
+_PI_KEXEC_KINDS = ("kexec", "plan", "script")
+# A Pi 4's firmware parks the secondary CPUs in spin tables, which arm64 cannot take
+# back: with more than one possible CPU kexec fails ("CPUs are stuck in the
+# kernel"). One possible CPU leaves them parked for the next kernel to start.
+PI_KEXEC_ARG = "nr_cpus=1"
+
+
+def pi_kexecs(host: Host) -> bool:
+    """Whether the RAM system of Pi `host` may hand over by kexec (docs/rpi4-kernel.md)."""
+    target = host.target
+    if target.kind in ("install", "disk"):
+        return target.get("method", DEFAULT_METHODS[host.family]) == "kexec"
+    return target.kind in _PI_KEXEC_KINDS
+
+
 def pi_cmdline(inventory: Inventory, host: Host, token: str | None = None) -> str:
     """A Pi's cmdline.txt: ramboot's words, and its stage 2 as `ramboot.url=`.
 
     The board's TFTP directory is its own, so the URL is written there as well as
     sent by DHCP: a board without a MAC in the inventory still finds its target.
     `token` (`ramboot.token=`, from `render --machine-secret`) is how its agent
-    proves to `ramboot serve` which host it is.
+    proves to `ramboot serve` which host it is. A target that may kexec gets
+    PI_KEXEC_ARG unless the host's kernel_args already limit the CPUs.
     """
     words = [f"console={console}" for console in host.consoles]
     words.append(f"ramboot.url={stage2_url(inventory, host)}")
-    rest = ramboot_args(host, token)[len(host.consoles):]
+    rest = list(ramboot_args(host, token)[len(host.consoles):])
+    limited = any(arg.startswith(("nr_cpus=", "maxcpus=")) for arg in host.kernel_args)
+    if pi_kexecs(host) and not limited:
+        rest.append(PI_KEXEC_ARG)
     return " ".join(word(w) for w in [*words, *rest])
 
 
