@@ -194,7 +194,7 @@ def pi_kexecs(host: Host) -> bool:
     """Whether the RAM system of Pi `host` may hand over by kexec (docs/rpi4-kernel.md)."""
     target = host.target
     if target.kind in ("install", "disk"):
-        return target.get("method", DEFAULT_METHODS[host.family]) == "kexec"
+        return bool(target.get("method", DEFAULT_METHODS[host.family]) == "kexec")
     return target.kind in _PI_KEXEC_KINDS
 
 
