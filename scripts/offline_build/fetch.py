@@ -116,7 +116,8 @@ def run(command: list[str], *, what: str, cwd: Path | None = None) -> None:
 def _verified(path: Path, sha256: str, what: str) -> Path:
     actual = sha256_of(path)
     if actual != sha256:
-        raise SubstitutionError(f"{what}: {path.name.removesuffix('.part')} has sha256 {actual}, the table says {sha256}")
+        name = path.name.removesuffix(".part")
+        raise SubstitutionError(f"{what}: {name} has sha256 {actual}, the table says {sha256}")
     return path
 
 
@@ -155,8 +156,9 @@ def debian_pool_file(path: str, store: Path) -> Path:
     url = DEBIAN_POOL + path
     partial = target.with_suffix(target.suffix + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:  # noqa: S310
-            shutil.copyfileobj(response, out)
+        # A fixed http:// URL of Debian's archive; the table pins the sha256.
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
+            partial.write_bytes(response.read())
     except OSError as error:
         partial.unlink(missing_ok=True)
         raise SubstitutionError(f"{url}: {error}") from error

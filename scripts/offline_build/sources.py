@@ -18,22 +18,25 @@ from typing import IO
 from . import fetch
 from .table import Board, Source, SubstitutionError, Table
 
+Compressor = gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile
+
+
+def compressor(raw: IO[bytes], fmt: str, name: str) -> Compressor:
+    """A compressing stream into RAW for FMT, reproducible (no time stamp)."""
+    if fmt.endswith("gz"):
+        return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+    if fmt.endswith("bz2"):
+        return bz2.BZ2File(raw, "wb")
+    if fmt.endswith("xz"):
+        return lzma.LZMAFile(raw, "wb", preset=6)
+    raise SubstitutionError(f"{name}: no compressor for {fmt}")
+
 
 @contextmanager
-def compressed_writer(path: Path, fmt: str) -> Iterator[IO[bytes]]:
-    """A byte stream into PATH compressed as FMT, reproducibly (no time stamp)."""
-    with path.open("wb") as raw:
-        stream: IO[bytes]
-        if fmt.endswith("gz"):
-            stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
-        elif fmt.endswith("bz2"):
-            stream = bz2.BZ2File(raw, "wb")
-        elif fmt.endswith("xz"):
-            stream = lzma.LZMAFile(raw, "wb", preset=6)
-        else:
-            raise SubstitutionError(f"{path.name}: no compressor for {fmt}")
-        with stream:
-            yield stream
+def compressed_writer(path: Path, fmt: str) -> Iterator[Compressor]:
+    """A byte stream into PATH compressed as FMT."""
+    with path.open("wb") as raw, compressor(raw, fmt, path.name) as stream:
+        yield stream
 
 
 def renamed(member: tarfile.TarInfo, source: Source) -> str | None:
@@ -52,7 +55,8 @@ def renamed(member: tarfile.TarInfo, source: Source) -> str | None:
 
 def repack_tar(origin: Path, target: Path, source: Source) -> None:
     """ORIGIN's members under a new top directory, as a tarball."""
-    with tarfile.open(origin) as tar_in, compressed_writer(target, source.output_format()) as out, \
+    fmt = source.output_format()
+    with tarfile.open(origin) as tar_in, compressed_writer(target, fmt) as out, \
             tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar_out:
         for member in tar_in:
             name = renamed(member, source)
@@ -71,7 +75,9 @@ def repack_cpio(origin: Path, target: Path, source: Source) -> None:
     assert source.repack is not None
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "tar"
-        as_tar = replace(source, file="staged.tar.gz", repack=replace(source.repack, format="tar.gz"))
+        as_tar = replace(
+            source, file="staged.tar.gz", repack=replace(source.repack, format="tar.gz")
+        )
         repack_tar(origin, staged, as_tar)
         with tarfile.open(staged) as tar:
             tar.extractall(tmp, filter="tar")

@@ -38,7 +38,7 @@ def make_symlinks_relative(root: Path) -> None:
     for link in list(root.rglob("*")):
         if not link.is_symlink():
             continue
-        target = os.readlink(link)
+        target = str(link.readlink())
         if target.startswith("/"):
             inside = root / target.lstrip("/")
             link.unlink()
@@ -131,7 +131,7 @@ def ensure(board: Board, cache: Path) -> Path:
         # The wrappers and links name the final directory, not the partial one.
         for path in (partial / "bin").iterdir():
             if path.is_symlink():
-                target = Path(os.readlink(path))
+                target = path.readlink()
                 path.unlink()
                 path.symlink_to(compiler_bin / target.name)
             else:

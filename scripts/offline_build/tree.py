@@ -128,11 +128,20 @@ def apply_source(buildroot: Path, external: Path, source: Source, dl_dir: Path) 
         if not path.is_file():
             raise SubstitutionError(f"{where}: no patch {patch} to drop")
         path.unlink()
-    with hash_file(buildroot, source.package).open("a") as hashes:
-        hashes.write(
-            f"# ramboot scripts/offline-build: {source.why}\n"
-            f"sha256  {source.sha256}  {source.file}\n"
-        )
+    hashes = hash_file(buildroot, source.package)
+    hashes.write_text(with_hash_line(hashes.read_text() if hashes.is_file() else "", source))
+
+
+def with_hash_line(hash_text: str, source: Source) -> str:
+    """A .hash file's text with SOURCE's line instead of any line for its file
+    name: Buildroot fails on any listed digest that does not match."""
+    kept = [
+        line for line in hash_text.splitlines()
+        if line.startswith("#") or len(line.split()) != 3 or line.split()[2] != source.file
+    ]
+    kept += [f"# ramboot scripts/offline-build: {source.why}",
+             f"sha256  {source.sha256}  {source.file}"]
+    return "\n".join(kept) + "\n"
 
 
 def apply_host_tool(buildroot: Path, tool: HostTool) -> None:
