@@ -65,6 +65,24 @@ def fix_sysroot(root: Path, triplet: str) -> None:
     shutil.rmtree(root / "etc" / "ld.so.conf.d", ignore_errors=True)
 
 
+def point_at_own_libraries(compiler: Path) -> None:
+    """Debian's cross binutils link their own libbfd-<version>-<arch>.so, which
+    an unpacked (not installed) copy keeps in usr/lib/<host triplet>: each
+    program of usr/bin gets an rpath there."""
+    libdirs = sorted(p for p in (compiler / "usr" / "lib").glob("*-linux-gnu") if p.is_dir())
+    if not libdirs:
+        return
+    rpath = ":".join(f"$ORIGIN/../lib/{d.name}" for d in libdirs)
+    for program in sorted((compiler / "usr" / "bin").iterdir()):
+        if program.is_symlink() or not program.is_file():
+            continue
+        with program.open("rb") as stream:
+            if stream.read(4) != b"\x7fELF":
+                continue
+        fetch.run(["patchelf", "--set-rpath", rpath, str(program)],
+                  what=f"patchelf {program.name}")
+
+
 def unpack_debs(specs: tuple[str, ...], store: Path, into: Path) -> list[str]:
     into.mkdir(parents=True, exist_ok=True)
     names = []
@@ -122,6 +140,7 @@ def ensure(board: Board, cache: Path) -> Path:
     fix_sysroot(partial / "sysroot", board.triplet)
     if board.compiler_debs:
         unpack_debs(board.compiler_debs, store, partial / "compiler")
+        point_at_own_libraries(partial / "compiler")
         compiler_bin = directory / "compiler" / "usr" / "bin"
         check_bin = partial / "compiler" / "usr" / "bin"
     else:
