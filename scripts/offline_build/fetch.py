@@ -21,7 +21,7 @@ APT_SOURCES = Path("/etc/apt/sources.list.d/ramboot-offline-build.sources")
 APT_SOURCES_TEXT = """\
 # Written by ramboot's scripts/offline-build: Debian sources whose orig
 # tarballs stand in for Buildroot's downloads (source packages only), and
-# backports' firmware packages (downloaded, never installed).
+# Debian's firmware packages (downloaded and unpacked, never installed).
 Types: deb-src
 URIs: http://deb.debian.org/debian
 Suites: bookworm bookworm-backports trixie sid
@@ -30,7 +30,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
 URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
+Suites: bookworm bookworm-backports
 Components: non-free-firmware
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """

@@ -93,46 +93,68 @@ def repack_cpio(origin: Path, target: Path, source: Source) -> None:
         out.write(archive)
 
 
+FIRMWARE_BASES = ("lib/firmware", "usr/lib/firmware")
+
+
+def firmware_paths(entry: str) -> tuple[list[str], str]:
+    """Where a firmware_dirs entry is looked for in a package, and where it goes.
+
+    "bnx2x": lib/firmware/bnx2x or usr/lib/firmware/bnx2x, to bnx2x/;
+    "usr/lib/raspi-firmware:boot": that directory of the package, to boot/.
+    """
+    if ":" in entry:
+        origin, _, dest = entry.partition(":")
+        return [origin], dest
+    return [f"{base}/{entry}" for base in FIRMWARE_BASES], entry
+
+
 def firmware_standin(source: Source, store: Path, target: Path) -> None:
-    """A linux-firmware tarball holding only the directories the board selects."""
-    top = source.file.removesuffix(".tar.xz")
+    """A firmware tarball holding only the directories the board selects, from
+    Debian's firmware packages (unpacked, never installed)."""
+    suffix = "." + source.output_format()
+    top = source.file.removesuffix(suffix)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / top
         root.mkdir()
+        found: set[str] = set()
         for spec in source.firmware:
             deb = fetch.debian_binary(spec, store)
-            unpacked = Path(tmp) / deb.stem
+            unpacked = Path(tmp) / "debs" / deb.stem
+            unpacked.mkdir(parents=True)
             fetch.run(["dpkg-deb", "-x", str(deb), str(unpacked)], what=f"dpkg-deb -x {deb}")
-            for firmware_dir in source.firmware_dirs:
-                for base in ("lib/firmware", "usr/lib/firmware"):
-                    found = unpacked / base / firmware_dir
-                    if found.is_dir():
-                        shutil.copytree(found, root / firmware_dir, symlinks=True,
+            for entry in source.firmware_dirs:
+                origins, dest = firmware_paths(entry)
+                for origin in origins:
+                    if (unpacked / origin).is_dir():
+                        shutil.copytree(unpacked / origin, root / dest, symlinks=True,
                                         dirs_exist_ok=True)
-        missing = [d for d in source.firmware_dirs if not (root / d).is_dir()]
+                        found.add(entry)
+        missing = [d for d in source.firmware_dirs if d not in found]
         if missing:
             raise SubstitutionError(
                 f"{source.name}: no {', '.join(missing)} in {', '.join(source.firmware)}"
             )
         (root / "WHENCE").write_text(
-            "A stand-in for linux-firmware made by ramboot's scripts/offline-build from\n"
-            f"Debian's {', '.join(source.firmware)}: only {', '.join(source.firmware_dirs)}.\n"
+            "A stand-in made by ramboot's scripts/offline-build from Debian's\n"
+            f"{', '.join(source.firmware)}: only {', '.join(source.firmware_dirs)}.\n"
         )
-        with compressed_writer(target, "tar.xz") as out, \
-                tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for path in sorted(Path(tmp).rglob("*")):
-                rel = path.relative_to(tmp)
-                if rel.parts[0] != top:
-                    continue
-                info = tar.gettarinfo(str(path), str(rel))
-                info.uid = info.gid = 0
-                info.uname = info.gname = "root"
-                info.mtime = 0
-                if info.isfile():
-                    with path.open("rb") as data:
-                        tar.addfile(info, data)
-                else:
-                    tar.addfile(info)
+        write_tree(Path(tmp), top, target, source.output_format())
+
+
+def write_tree(base: Path, top: str, target: Path, fmt: str) -> None:
+    """BASE/TOP as a reproducible tarball: sorted, owned by root, time 0."""
+    with compressed_writer(target, fmt) as out, \
+            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for path in [base / top, *sorted((base / top).rglob("*"))]:
+            info = tar.gettarinfo(str(path), str(path.relative_to(base)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = 0
+            if info.isfile():
+                with path.open("rb") as data:
+                    tar.addfile(info, data)
+            else:
+                tar.addfile(info)
 
 
 def origin_file(source: Source, vendor: Path, store: Path) -> Path:
