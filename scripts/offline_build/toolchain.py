@@ -105,10 +105,16 @@ def write_wrappers(bin_dir: Path, board: Board, compiler_bin: Path, sysroot: Pat
         )
         wrapper.chmod(0o755)
     for tool in BINUTILS:
-        real = compiler_bin / f"{board.triplet}-{tool}"
-        if not real.exists():
-            raise SubstitutionError(f"toolchain {board.name}: {real} is missing (binutils)")
-        (bin_dir / f"{board.triplet}-{tool}").symlink_to(real)
+        if not (compiler_bin / f"{board.triplet}-{tool}").exists():
+            raise SubstitutionError(
+                f"toolchain {board.name}: {compiler_bin}/{board.triplet}-{tool} is missing"
+            )
+    # Every other program under its unversioned name (gcc-ar, gcov, ld.gold...):
+    # Buildroot links what it finds here into output/host/bin.
+    for real in sorted(compiler_bin.glob(f"{board.triplet}-*")):
+        link = bin_dir / real.name.removesuffix(f"-{GCC_VERSION}")
+        if not link.exists():
+            link.symlink_to(real)
 
 
 def inputs(board: Board, directory: Path) -> str:
@@ -119,6 +125,7 @@ def inputs(board: Board, directory: Path) -> str:
             "compiler": board.compiler_debs,
             "sysroot": board.sysroot_debs,
             "wrapper": WRAPPER,
+            "layout": 2,
         },
         sort_keys=True,
     )
