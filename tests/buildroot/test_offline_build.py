@@ -15,7 +15,7 @@ from .conftest import BOARDS, REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 
-from offline_build import sources, table, toolchain, tree
+from offline_build import sources, table, times, toolchain, tree
 
 TABLE = REPO / "scripts" / "offline-build.toml"
 # What the defconfig copy may change: the toolchain, the kernel's source and
@@ -210,3 +210,27 @@ def test_sysroot_links_become_relative(tmp_path: Path) -> None:
     toolchain.make_symlinks_relative(tmp_path)
     assert str(link.readlink()) == "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
     assert link.read_text() == "ld"
+
+
+def test_build_times_sum_each_packages_steps() -> None:
+    log = "\n".join([
+        "100.0:start:download            : host-tar",
+        "101.0:end  :download            : host-tar",
+        "101.0:start:build               : host-tar",
+        "161.0:end  :build               : host-tar",
+        "170.0:start:build               : linux",  # a run that failed here
+        "300.0:start:build               : linux",  # and resumed
+        "400.0:end  :build               : linux",
+    ])
+    parsed = times.parse(log)
+    assert parsed.per_package == {"host-tar": 61.0, "linux": 100.0}
+    assert parsed.total == 161.0
+    assert parsed.wall == 300.0
+    table_text = times.markdown(parsed)
+    assert table_text.index("| linux | 1.7 |") < table_text.index("| host-tar | 1.0 |")
+    assert "**2.7**" in table_text
+
+
+def test_a_garbled_build_time_line_is_named() -> None:
+    with pytest.raises(table.SubstitutionError, match="line 2"):
+        times.parse("1.0:start:build : x\nnonsense")
