@@ -15,7 +15,7 @@ from .conftest import BOARDS, REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 
-from offline_build import sources, table, times, toolchain, tree
+from offline_build import fetch, sources, table, times, toolchain, tree
 
 TABLE = REPO / "scripts" / "offline-build.toml"
 # What the defconfig copy may change: the toolchain, the kernel's source and
@@ -234,3 +234,41 @@ def test_build_times_sum_each_packages_steps() -> None:
 def test_a_garbled_build_time_line_is_named() -> None:
     with pytest.raises(table.SubstitutionError, match="line 2"):
         times.parse("1.0:start:build : x\nnonsense")
+
+
+def test_apt_sources_are_sources_only_with_sid_pinned_low() -> None:
+    text = fetch.APT_SOURCES_TEXT
+    stanzas = [s for s in text.split("\n\n") if "Types:" in s]
+    src = next(s for s in stanzas if "Types: deb-src" in s)
+    assert "Suites: bookworm bookworm-backports trixie sid" in src
+    binary = [s for s in stanzas if "Types: deb\n" in s]
+    assert all("Components: non-free-firmware" in s and "sid" not in s for s in binary)
+    assert "Pin: release n=sid\nPin-Priority: 1\n" in fetch.APT_PIN_TEXT
+
+
+def test_every_entry_fits_the_buildroot_release(
+    subs: table.Table, buildroot_dir: Path
+) -> None:
+    """Against the real Buildroot tree: each package exists, each `set`
+    variable is one its .mk assigns or Buildroot defaults, each dropped patch
+    exists, and each identical file is one Buildroot's hash file lists."""
+    for source in subs.sources:
+        external = REPO / "package" / source.package
+        directory = buildroot_dir / (
+            "linux" if source.package == "linux" else f"package/{source.package}"
+        )
+        assert directory.is_dir() or external.is_dir(), source.name
+        mk_package = source.mk_package or source.package
+        for variable in source.set:
+            mk = tree.mk_file(buildroot_dir, mk_package).read_text()
+            defaulted = variable.endswith("_SOURCE")
+            assert defaulted or f"\n{variable} =" in mk, (source.name, variable)
+        for patch in source.drop_patches:
+            assert (directory / patch).is_file(), (source.name, patch)
+        if source.identical:
+            hash_path = (directory if directory.is_dir() else external) / (
+                f"{source.package}.hash"
+            )
+            digests = tree.known_digests(hash_path.read_text(), source.file)
+            assert digests, source.name
+            assert digests.get("sha256", source.sha256) == source.sha256, source.name
