@@ -113,7 +113,8 @@ def run(command: list[str], *, what: str, cwd: Path | None = None) -> None:
         )
 
 
-def _verified(path: Path, sha256: str, what: str) -> Path:
+def verified(path: Path, sha256: str, what: str) -> Path:
+    """PATH, if its sha256 is the one the table gives for WHAT."""
     actual = sha256_of(path)
     if actual != sha256:
         name = path.name.removesuffix(".part")
@@ -202,10 +203,6 @@ def debian_binary(spec: str, store: Path) -> Path:
         raise SubstitutionError(f"apt-get download {spec} gave {len(found)} .deb files")
     partial.replace(where)
     return where / found[0].name
-
-
-def verified(path: Path, sha256: str, what: str) -> Path:
-    return _verified(path, sha256, what)
 
 
 def require_host_packages(packages: list[str] | tuple[str, ...], what: str) -> None:

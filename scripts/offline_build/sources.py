@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from . import fetch
-from .table import Board, Source, SubstitutionError, Table
+from .table import Source, SubstitutionError, Table
 
 Compressor = gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile
 
@@ -202,8 +202,9 @@ def place(source: Source, vendor: Path, store: Path, dl_dir: Path) -> Path:
     return target
 
 
-def place_all(table: Table, board: Board, vendor: Path, cache: Path, dl_dir: Path) -> None:
-    del board  # the same sources serve every board
+def place_all(table: Table, vendor: Path, cache: Path, dl_dir: Path) -> None:
+    """Every file of the table in DL_DIR (shared by the boards), or one error
+    naming each file that could not be made."""
     failures = []
     for source in table.sources:
         try:

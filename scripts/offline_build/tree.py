@@ -203,14 +203,13 @@ def configure(buildroot: Path, top: Path, out: Path, defconfig: Path) -> None:
               what=f"Buildroot defconfig from {defconfig}")
 
 
-def downloads(buildroot: Path, top: Path, out: Path) -> dict[str, list[str]]:
-    """Every package of the configuration and the files it downloads."""
+def downloads(out: Path) -> dict[str, list[str]]:
+    """Every package of OUT's configuration and the files it downloads."""
     result = subprocess.run(
         ["make", "-s", "-C", str(out), "show-info"], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise SubstitutionError(f"make show-info failed:\n{result.stderr.strip()}")
-    del buildroot, top
     info = json.loads(result.stdout)
     files: dict[str, list[str]] = {}
     for name, package in info.items():
@@ -219,12 +218,12 @@ def downloads(buildroot: Path, top: Path, out: Path) -> dict[str, list[str]]:
     return files
 
 
-def check_covered(table: Table, buildroot: Path, out: Path, dl_dir: Path) -> None:
+def check_covered(table: Table, out: Path, dl_dir: Path) -> None:
     """Every file the configuration downloads is in the table (or a host tool):
     a clear error now, not a failed download an hour into the build."""
     host_tools = {t.package for t in table.host_tools}
     missing = []
-    for name, files in sorted(downloads(buildroot, Path(), out).items()):
+    for name, files in sorted(downloads(out).items()):
         package = name.removeprefix("host-")
         if package in host_tools or name in host_tools:
             continue
@@ -239,11 +238,10 @@ def check_covered(table: Table, buildroot: Path, out: Path, dl_dir: Path) -> Non
         )
 
 
-def build(buildroot: Path, top: Path, out: Path, make_args: list[str]) -> int:
+def build(out: Path, make_args: list[str]) -> int:
     env = dict(os.environ)
     # As root, the configure of GNU tar (host-tar) refuses to run without it.
     env["FORCE_UNSAFE_CONFIGURE"] = "1"
     command = ["make", "-C", str(out), *make_args]
     print(f"offline-build: {' '.join(command)}", flush=True)
-    del buildroot, top
     return subprocess.run(command, env=env, check=False).returncode
