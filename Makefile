@@ -19,7 +19,7 @@ OUTPUT ?= $(CURDIR)/output
 # Buildroot's own Makefile serialises itself; every call goes through here.
 BR_MAKE = $(MAKE) -C $(BUILDROOT) BR2_EXTERNAL=$(CURDIR)
 
-.PHONY: help test test-extended test-deps build-deps lint buildroot-source $(BOARDS)
+.PHONY: help test test-extended test-deps build-deps lint buildroot-source offline-build $(BOARDS)
 
 help:
 	@echo 'Images (output in output/<board>/images, see docs/br-tree.md):'
@@ -29,12 +29,16 @@ help:
 	@echo '                          rpi4-menuconfig, x86_64-linux-menuconfig,'
 	@echo '                          rpi4-savedefconfig (writes configs/ back)'
 	@echo '  buildroot-source        fetch Buildroot $(BUILDROOT_VERSION) into the cache'
+	@echo '  offline-build BOARD=b   build configs/<b>_pxe_defconfig without upstream'
+	@echo '                          downloads, from ../shared/vendor and Debian'
+	@echo '                          (output/offline-<b>, see docs/offline-build.md)'
 	@echo 'Development:'
 	@echo '  test                    set up what the tests need (root on Debian:'
 	@echo '                          system packages too), then run the test suite'
 	@echo '  test-extended           the same, with the long extended tests too'
 	@echo '  lint                    ruff and shellcheck'
-	@echo 'Variables: BUILDROOT_DIR (an existing Buildroot tree), OUTPUT, BUILDROOT_CACHE'
+	@echo 'Variables: BUILDROOT_DIR (an existing Buildroot tree), OUTPUT, BUILDROOT_CACHE,'
+	@echo '           OFFLINE_BUILD_CACHE (default ~/.cache/ramboot/offline-build)'
 
 # Each entry point sets up what it needs: quick when nothing is missing;
 # without root it names the missing Debian packages and stops.
@@ -94,3 +98,14 @@ $(1)-%: $(OUTPUT)/$(1)/.config
 endef
 
 $(foreach b,$(BOARDS),$(eval $(call BOARD_RULES,$(b))))
+
+# The tree's own defconfig built with the vendored Buildroot and every upstream
+# download replaced by Debian's packages (scripts/offline-build.toml). Run again
+# to resume. The venv's Python when there is one (pip, for the PyPI sdists).
+OFFLINE_PYTHON ?= $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
+
+offline-build: | build-deps
+	@test -n '$(filter $(BOARD),$(BOARDS))' || \
+		{ echo 'usage: make offline-build BOARD=<$(subst $(eval) ,|,$(BOARDS))>' >&2; exit 2; }
+	$(OFFLINE_PYTHON) scripts/offline-build --board '$(BOARD)' --output '$(OUTPUT)' \
+		$(if $(OFFLINE_BUILD_CACHE),--cache '$(OFFLINE_BUILD_CACHE)')
