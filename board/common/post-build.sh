@@ -35,6 +35,8 @@ if [ -f "${NBD_CLIENT}" ] && ! grep -q "libnl-genl-3" "${NBD_CLIENT}"; then
 	exit 1
 fi
 
+"$(dirname "$0")/post-build-slim.sh"
+
 config_set() {
 	grep -qx "${1}=y" "${BR2_CONFIG}"
 }
