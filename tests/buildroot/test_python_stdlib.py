@@ -28,7 +28,7 @@ from .conftest import REPO
 SCRIPT = REPO / "board/common/python-stdlib.py"
 VERSION_DIR = f"python{sys.version_info.major}.{sys.version_info.minor}"
 HOST_STDLIB = Path(sysconfig.get_paths()["stdlib"])
-HOST_DYNLOAD = Path(sysconfig.get_paths()["platstdlib"]) / "lib-dynload"
+HOST_DYNLOAD = Path(sysconfig.get_config_var("DESTSHARED"))  # lib-dynload, also from a venv
 # Not copied: large, and nothing of the agent's can reach them.
 LEFT_OUT = ("site-packages", "test", "idlelib", "tkinter", "turtledemo", "lib2to3",
             "__pycache__", "ensurepip", "config-*")
