@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -145,3 +146,28 @@ def test_elf_parsing_reads_needed_and_soname() -> None:
     assert zlib.soname == "libz.so.1"
     assert "libc.so.6" in zlib.needed
     assert module.read_elf(REPO / "README.md") is None
+
+
+def test_post_build_slim_takes_the_list_from_the_buildroot_config(tmp_path: Path) -> None:
+    """As Buildroot runs it: the list's $(BR2_EXTERNAL_RAMBOOT_PATH) expanded."""
+    root = tmp_path / "target"
+    version = fake_kernel(root)
+    shutil.copytree(REPO / "overlay/usr/lib/ramboot", root / "usr/lib/ramboot")
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy(REPO / "overlay/usr/bin/ramboot-agent", root / "usr/bin")
+    (root / f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}").mkdir()
+    (tmp_path / "host/bin").mkdir(parents=True)
+    (tmp_path / "host/bin/python3").symlink_to(sys.executable)
+    (tmp_path / "host/sbin").mkdir()
+    shutil.copy(depmod_stub(tmp_path), tmp_path / "host/sbin/depmod")
+    config = tmp_path / ".config"
+    config.write_text("BR2_PACKAGE_RAMBOOT_AGENT_KERNEL_MODULES="
+                      '"$(BR2_EXTERNAL_RAMBOOT_PATH)/board/x86_64/modules.txt"\n')
+    env = {**os.environ, "TARGET_DIR": str(root), "HOST_DIR": str(tmp_path / "host"),
+           "BR2_CONFIG": str(config), "BR2_EXTERNAL_RAMBOOT_PATH": str(REPO)}
+    done = subprocess.run([str(REPO / "board/common/post-build-slim.sh")], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert remaining(version) == []
+    assert f"kernel-modules: kept 0 of 4 modules ({REPO}/board/x86_64/modules.txt)" \
+        in done.stderr
