@@ -437,10 +437,10 @@ def plan_removal(found: Closure) -> Removal:
                 if path.name == "__pycache__":
                     walk(path, package)
                     continue
-                if package is None and path.name in ("site-packages",):
+                if package is None and path.name == "site-packages":
                     continue
-                is_package = any((path / init).is_file() for init in ("__init__.py",
-                                                                          "__init__.pyc"))
+                is_package = any((path / init).is_file()
+                                 for init in ("__init__.py", "__init__.pyc"))
                 prefix = f"{package}." if package else ""
                 if is_package and f"{prefix}{path.name}" not in kept:
                     removal.directories.append(path)
