@@ -5,6 +5,7 @@
 #     (python-stdlib.py: the closure of the agent's imports),
 #   - kernel modules not on the board's list
 #     (BR2_PACKAGE_RAMBOOT_AGENT_KERNEL_MODULES, kernel-modules.py),
+#   - programs nothing runs (unused-programs.txt),
 #   - shared libraries that no executable, library or extension module
 #     links (prune-libraries.py; last, as the steps above drop users).
 # The Python scripts run on Buildroot's host python3, the target's version,
@@ -28,5 +29,10 @@ if [ -n "${modules_list}" ]; then
 	"${PYTHON}" "${HERE}/kernel-modules.py" --depmod "${HOST_DIR}/sbin/depmod" \
 		"${TARGET_DIR}" "${modules_list}"
 fi
+
+# Comments and blank lines aside, one path (relative to the target) a line.
+grep -v -e '^#' -e '^$' "${HERE}/unused-programs.txt" | while read -r program; do
+	rm -f "${TARGET_DIR:?}/${program}"
+done
 
 "${PYTHON}" "${HERE}/prune-libraries.py" "${TARGET_DIR}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,3 +172,35 @@ def test_post_build_slim_takes_the_list_from_the_buildroot_config(tmp_path: Path
     assert remaining(version) == []
     assert f"kernel-modules: kept 0 of 4 modules ({REPO}/board/x86_64/modules.txt)" \
         in done.stderr
+
+
+def test_no_unused_program_is_one_the_overlay_runs() -> None:
+    listed = [line for line in (REPO / "board/common/unused-programs.txt").read_text()
+              .splitlines() if line and not line.startswith("#")]
+    assert listed
+    names = {Path(line).name for line in listed}
+    for path in (REPO / "overlay").rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            words = set(re.findall(r"[\w.-]+", path.read_text(errors="replace")))
+            assert not names & words, f"{path} names {sorted(names & words)}"
+
+
+def test_post_build_slim_removes_the_unused_programs(tmp_path: Path) -> None:
+    root = tmp_path / "target"
+    shutil.copytree(REPO / "overlay/usr/lib/ramboot", root / "usr/lib/ramboot")
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy(REPO / "overlay/usr/bin/ramboot-agent", root / "usr/bin")
+    (root / "usr/bin/gio").write_bytes(b"#!/bin/sh\n")
+    (root / "usr/bin/keep-me").write_bytes(b"#!/bin/sh\n")
+    (root / f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}").mkdir()
+    (tmp_path / "host/bin").mkdir(parents=True)
+    (tmp_path / "host/bin/python3").symlink_to(sys.executable)
+    config = tmp_path / ".config"
+    config.write_text("")
+    env = {**os.environ, "TARGET_DIR": str(root), "HOST_DIR": str(tmp_path / "host"),
+           "BR2_CONFIG": str(config)}
+    done = subprocess.run([str(REPO / "board/common/post-build-slim.sh")], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not (root / "usr/bin/gio").exists()
+    assert (root / "usr/bin/keep-me").exists()
