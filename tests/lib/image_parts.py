@@ -72,7 +72,8 @@ class Breakdown:
     def table(self, title: str) -> str:
         estimates = {name: part.compressed() for name, part in self.parts.items()}
         total_estimate = sum(estimates.values()) or 1
-        lines = [f"{title}: {self.path.name} {self.compressed:,} B"
+        lines = [f"### {title}", "",
+                 f"{self.path.name} {self.compressed:,} B"
                  f" ({self.compressed / MiB:.2f} MiB; budget {BUDGET / MiB:.0f} MiB),"
                  f" {self.unpacked:,} B unpacked, {sum(p.files for p in self.parts.values())}"
                  " files", "",
