@@ -69,11 +69,11 @@ INTERPRETER = (
 # completion): the image has no Python REPL user, its rescue shell is sh.
 INTERACTIVE_ONLY = frozenset({
     ("_sitebuiltins", "pydoc"),  # help()
-    ("site", "rlcompleter"),  # sys.__interactivehook__
+    ("site", "rlcompleter"),  # site.register_readline: sys.__interactivehook__
     ("site", "readline"),
-    ("site", "_pyrepl"),  # 3.13+ REPL
+    ("site", "_pyrepl.readline"),  # 3.13+ REPL
+    ("site", "_pyrepl.unix_console"),
     ("site", "_pyrepl.main"),
-    ("site", "_pyrepl.readline"),
 })
 
 MODULE_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
@@ -134,37 +134,68 @@ def _strings(code: CodeType) -> Iterator[str]:
             yield from (item for item in const if isinstance(item, str))
 
 
-def _main_block(code: CodeType) -> range:
-    """Offsets of the module's `if __name__ == "__main__":` body, which an
-    import never runs (a module's self-test: heapq's imports doctest)."""
-    window: list[dis.Instruction] = []
-    for instruction in dis.get_instructions(code):
-        window = [*window[-3:], instruction]
-        if (instruction.opname.startswith(("POP_JUMP", "POP_JUMP_FORWARD"))
-                and instruction.opname.endswith("IF_FALSE")
-                and isinstance(instruction.argval, int)):
-            loads = {(i.opname, i.argval) for i in window[:-1]}
-            compares = [i for i in window[:-1] if i.opname == "COMPARE_OP"]
-            if ({("LOAD_NAME", "__name__"), ("LOAD_CONST", "__main__")} <= loads
-                    and compares and "==" in compares[0].argrepr):
-                return range(instruction.offset + 1, instruction.argval)
-    return range(0)
+TERMINAL = frozenset({"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE"})
+JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
 
 
-def _self_test_functions(code: CodeType, main_block: range) -> frozenset[str]:
-    """Private module-level functions used by the main block alone (pickle's
-    _test imports doctest): nothing the module is imported for can call them."""
+def _is_main_test(window: list[dis.Instruction]) -> bool:
+    """`__name__ == "__main__"` just before the jump that ends `window`."""
+    loads = {(i.opname, i.argval) for i in window[:-1]}
+    compares = [i for i in window[:-1] if i.opname == "COMPARE_OP"]
+    return ({("LOAD_NAME", "__name__"), ("LOAD_CONST", "__main__")} <= loads
+            and bool(compares) and "==" in compares[0].argrepr
+            and window[-1].opname.endswith("IF_FALSE"))
+
+
+def _imported_code(code: CodeType) -> set[int]:
+    """Offsets of the module code an import runs: all but the body of
+    `if __name__ == "__main__":` (a module's self-test: heapq's imports
+    doctest). A walk of the control flow, which the compiler may lay out out
+    of order (3.12+ moves cold blocks to the end), with the main test's jump
+    always taken."""
+    instructions = list(dis.get_instructions(code))
+    index = {instruction.offset: n for n, instruction in enumerate(instructions)}
+    handlers: list[tuple[int, int, int]] = [
+        (entry.start, entry.end, entry.target)
+        for entry in getattr(dis.Bytecode(code), "exception_entries", ())]
+    seen: set[int] = set()
+    queue = [0] if instructions else []
+    while queue:
+        n = queue.pop()
+        if n in seen or n >= len(instructions):
+            continue
+        seen.add(n)
+        instruction = instructions[n]
+        offset = instruction.offset
+        queue += [index[target] for start, end, target in handlers
+                  if start <= offset < end and target in index]
+        window = instructions[max(0, n - 5):n + 1]
+        if instruction.opcode in JUMPS and isinstance(instruction.argval, int) \
+                and instruction.argval in index:
+            queue.append(index[instruction.argval])
+            if _is_main_test(window):
+                continue
+            if instruction.opname.startswith("JUMP") and "IF" not in instruction.opname:
+                continue
+        if instruction.opname not in TERMINAL:
+            queue.append(n + 1)
+    return {instructions[n].offset for n in seen}
+
+
+def _self_test_functions(code: CodeType, imported: set[int]) -> frozenset[str]:
+    """Private module-level functions only the main block uses (pickle's
+    _test imports doctest): nothing the module is imported for calls them."""
     private = {c.co_name for c in code.co_consts
                if isinstance(c, CodeType) and c.co_name.startswith("_")
                and not c.co_name.startswith("__")}
-    if not private or not main_block:
+    if not private:
         return frozenset()
     used: set[str] = set()
     for each in _code_objects(code):
         if each is not code:
             used.update(each.co_names)
     for instruction in dis.get_instructions(code):
-        if instruction.offset not in main_block and instruction.opname != "STORE_NAME" \
+        if instruction.offset in imported and instruction.opname != "STORE_NAME" \
                 and isinstance(instruction.argval, str):
             used.add(instruction.argval)
     return frozenset(private - used)
@@ -183,14 +214,14 @@ def scan(code: CodeType) -> Imports:
     statements: list[tuple[str, int, tuple[str, ...]]] = []
     strings: set[str] = set()
     dynamic_importer = False
-    main_block = _main_block(code)
-    unreachable = _self_test_functions(code, main_block)
+    imported = _imported_code(code)
+    unreachable = _self_test_functions(code, imported)
     for each in _code_objects(code, skip=unreachable):
         strings.update(_strings(each))
         dynamic_importer |= bool({"import_module", "__import__"} & set(each.co_names))
         previous: list[object] = [None, None]
         for instruction in dis.get_instructions(each):
-            if each is code and instruction.offset in main_block:
+            if each is code and instruction.offset not in imported:
                 continue
             if instruction.opname == "IMPORT_NAME":
                 level, fromlist = previous

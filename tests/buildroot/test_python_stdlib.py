@@ -154,11 +154,15 @@ def test_main_blocks_and_private_self_tests_are_not_followed(tmp_path: Path) -> 
         "import json\n"
         "def _test():\n    import doctest\n"
         "def public():\n    import csv\n"
-        "if __name__ == '__main__':\n    import pdb\n    _test()\n"
+        "if __name__ == '__main__':\n    import pdb\n"
+        "    if pdb.x:\n        _test()\n"
+        "    else:\n        try:\n            import pprint\n"
+        "        except ImportError:\n            import reprlib\n"
+        "try:\n    import _json\nexcept ImportError:\n    import textwrap\n"
     )
     code = compile(source, "m.py", "exec")
     names = {name for name, _, _ in python_stdlib.scan(code).statements}
-    assert names == {"json", "csv"}
+    assert names == {"json", "csv", "_json", "textwrap"}
 
 
 def test_a_pyc_of_another_python_is_a_clear_error(tmp_path: Path) -> None:
