@@ -69,10 +69,12 @@ INTERPRETER = (
 # completion): the image has no Python REPL user, its rescue shell is sh.
 INTERACTIVE_ONLY = frozenset({
     ("_sitebuiltins", "pydoc"),  # help()
+    ("_sitebuiltins", "_pyrepl.pager"),  # license(), credits() (3.14)
     ("site", "rlcompleter"),  # site.register_readline: sys.__interactivehook__
     ("site", "readline"),
     ("site", "_pyrepl.readline"),  # 3.13+ REPL
     ("site", "_pyrepl.unix_console"),
+    ("site", "_pyrepl.windows_console"),
     ("site", "_pyrepl.main"),
 })
 
