@@ -119,6 +119,7 @@ class Image:
 
 
 def scan(root: Path) -> Image:
+    root = root.resolve()  # library symlinks resolve to absolute paths
     image = Image(root)
     for walked, subdirectories, files in os.walk(root):
         subdirectories.sort()
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for path in paths:
         print(f"prune-libraries: {'would remove' if args.dry_run else 'removing'}"
-              f" /{path.relative_to(args.target)}", file=sys.stderr)
+              f" /{path.relative_to(args.target.resolve())}", file=sys.stderr)
         if not args.dry_run:
             path.unlink()
     print(f"prune-libraries: {len(paths)} files, {size / 1e6:.1f} MB", file=sys.stderr)
