@@ -54,6 +54,8 @@ for script in S10mdev S10udev; do
 	fi
 done
 
+"$(dirname "$0")/post-build-slim.sh"
+
 config_set() {
 	grep -qx "${1}=y" "${BR2_CONFIG}"
 }

@@ -22,6 +22,10 @@ def run_post_build(tmp_path: Path, python_format: str | None) -> subprocess.Comp
     shutil.copytree(
         AGENT, target / "usr/lib/ramboot", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
     )
+    (target / "usr/bin").mkdir()
+    shutil.copy(REPO / "overlay/usr/bin/ramboot-agent", target / "usr/bin")
+    # An empty standard library: python-stdlib.py finds nothing to remove.
+    (target / f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}").mkdir()
     host_bin = tmp_path / "host/bin"
     host_bin.mkdir(parents=True)
     # The host python stands in for Buildroot's host-python3.

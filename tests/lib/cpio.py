@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 DIRECTORY = 0o040755
 EXECUTABLE = 0o100755
@@ -22,3 +23,46 @@ def newc(entries: Mapping[str, tuple[int, bytes]]) -> bytes:
     out = b"".join(_entry(name, mode, data, index + 1)
                    for index, (name, (mode, data)) in enumerate(entries.items()))
     return out + _entry("TRAILER!!!", 0, b"", 0)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    mode: int
+    data: bytes  # a file's contents, a symlink's target, empty otherwise
+    ino: int
+    nlink: int
+
+    @property
+    def kind(self) -> int:
+        return self.mode & 0o170000
+
+
+REGULAR, SYMLINK, DIRECTORY_TYPE = 0o100000, 0o120000, 0o040000
+
+
+def read_newc(archive: bytes) -> Iterator[Entry]:
+    """The entries of a newc archive (as gunzipped), in order, up to its trailer.
+
+    Several archives may follow each other, as in a kernel initramfs.
+    """
+    offset = 0
+    while offset < len(archive):
+        if archive[offset:offset + 4] == b"\0\0\0\0":  # padding between archives
+            offset += 4
+            continue
+        magic = archive[offset:offset + 6]
+        if magic not in (b"070701", b"070702"):
+            raise ValueError(f"cpio: no newc header at offset {offset} ({magic!r})")
+        fields = [int(archive[offset + 6 + 8 * i:offset + 14 + 8 * i], 16) for i in range(13)]
+        ino, mode, nlink, size, namesize = fields[0], fields[1], fields[4], fields[6], fields[11]
+        start = offset + 110
+        name = archive[start:start + namesize - 1].decode("utf-8", "surrogateescape")
+        data_start = start + namesize + (-(110 + namesize) % 4)
+        data = archive[data_start:data_start + size]
+        if len(data) != size:
+            raise ValueError(f"cpio: {name}: truncated ({len(data)} of {size} bytes)")
+        offset = data_start + size + (-size % 4)
+        if name == "TRAILER!!!":
+            continue
+        yield Entry(name, mode, data, ino, nlink)
