@@ -115,4 +115,5 @@ def f(ctx, device, name):
 @pytest.mark.parametrize("script", sorted(REPO.glob("board/**/*.sh")), ids=lambda p: p.name)
 def test_board_scripts_parse(script: Path) -> None:
     """They run on the build host, but the parser must read them as well as the overlay's."""
-    assert {"/bin/sh", "echo"} <= {c.program for c in script_programs(script)}
+    programs = {c.program for c in script_programs(script)}
+    assert "/bin/sh" in programs and len(programs) > 1, programs  # its #! and what it runs
