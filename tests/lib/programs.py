@@ -180,12 +180,9 @@ class _Lexer:
             elif char == '"':
                 self.advance()
                 literal &= self._double_quoted(text)
-            elif char == "$":
+            elif char in "$`":
                 literal = False
-                text.append(self._dollar())
-            elif char == "`":
-                literal = False
-                text.append(self._backquoted())
+                text.append(self._expansion(char))
             else:
                 text.append(self.advance())
         return _Word("".join(text), line, literal) if self.pos > start else None
@@ -202,14 +199,15 @@ class _Lexer:
             if char == "\\":
                 self.advance()
                 text.append(self.advance())
-            elif char == "$":
+            elif char in "$`":
                 literal = False
-                text.append(self._dollar())
-            elif char == "`":
-                literal = False
-                text.append(self._backquoted())
+                text.append(self._expansion(char))
             else:
                 text.append(self.advance())
+
+    def _expansion(self, char: str) -> str:
+        """A $-expansion or a backquoted command, read whole: never a literal word."""
+        return self._dollar() if char == "$" else self._backquoted()
 
     def _dollar(self) -> str:
         start = self.pos
