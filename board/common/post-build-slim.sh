@@ -5,6 +5,7 @@
 #     (python-stdlib.py: the closure of the agent's imports),
 #   - kernel modules not on the board's list
 #     (BR2_PACKAGE_RAMBOOT_AGENT_KERNEL_MODULES, kernel-modules.py),
+#   - firmware files no driver of the kernel names (kernel-firmware.py),
 #   - programs nothing runs (unused-programs.txt),
 #   - shared libraries that no executable, library or extension module
 #     links (prune-libraries.py; last, as the steps above drop users).
@@ -29,6 +30,7 @@ if [ -n "${modules_list}" ]; then
 	"${PYTHON}" "${HERE}/kernel-modules.py" --depmod "${HOST_DIR}/sbin/depmod" \
 		"${TARGET_DIR}" "${modules_list}"
 fi
+"${PYTHON}" "${HERE}/kernel-firmware.py" "${TARGET_DIR}"
 
 # Comments and blank lines aside, one path (relative to the target) a line.
 grep -v -e '^#' -e '^$' "${HERE}/unused-programs.txt" | while read -r program; do

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Keep only the firmware files that the image's kernel drivers can request.
+
+`kernel-firmware.py TARGET_DIR [--dry-run]`. A driver names the files it
+loads with MODULE_FIRMWARE: built-in drivers in the kernel's
+modules.builtin.modinfo, modules in their .modinfo section. Run after
+kernel-modules.py, so that the firmware of removed modules goes too. A file
+of /lib/firmware that no driver of this kernel names is never loaded, and is
+removed (Debian's firmware-bnx2x carries every firmware version the driver
+ever used; the driver of this kernel asks for one, or two). Symbolic links
+that a kept name resolves through stay, as do the licence files that must
+travel with firmware. Without a kernel (no lib/modules) nothing is removed:
+what drivers ask for is unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import lzma
+import os
+import struct
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+FIRMWARE_DIR = "lib/firmware"
+# Redistribution terms ship with the files they cover.
+LICENCE_PREFIXES = ("LICENCE", "LICENSE", "WHENCE", "GPL")
+SHT_NOBITS = 8
+
+
+class FirmwareError(Exception):
+    pass
+
+
+def firmware_names(modinfo: bytes) -> Iterator[str]:
+    """The firmware= values of NUL-separated modinfo strings (either form:
+    `firmware=...` in a module, `module.firmware=...` in the built-in list)."""
+    for entry in modinfo.split(b"\0"):
+        key, sep, value = entry.partition(b"=")
+        if sep and (key == b"firmware" or key.endswith(b".firmware")) and value:
+            yield value.decode("utf-8", "replace")
+
+
+def module_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".ko.xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".ko.gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".ko"):
+        return data
+    raise FirmwareError(f"{path}: compressed module of a kind this script cannot read")
+
+
+def modinfo_section(path: Path) -> bytes:
+    """The .modinfo section of an ELF kernel module."""
+    data = module_bytes(path)
+    if data[:4] != b"\x7fELF":
+        raise FirmwareError(f"{path}: not an ELF file")
+    wide = {1: False, 2: True}.get(data[4])
+    order = {1: "<", 2: ">"}.get(data[5])
+    if wide is None or order is None:
+        raise FirmwareError(f"{path}: unknown ELF class or byte order")
+    try:
+        if wide:
+            shoff, = struct.unpack_from(order + "Q", data, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x3A)
+            header = order + "IIQQQQ"
+        else:
+            shoff, = struct.unpack_from(order + "I", data, 0x20)
+            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x2E)
+            header = order + "IIIIII"
+        sections = [struct.unpack_from(header, data, shoff + i * shentsize) for i in range(shnum)]
+        names_offset = sections[shstrndx][4]
+        for name, kind, _flags, _addr, offset, size in sections:
+            end = data.index(b"\0", names_offset + name)
+            if data[names_offset + name:end] == b".modinfo" and kind != SHT_NOBITS:
+                return data[offset:offset + size]
+    except (struct.error, IndexError, ValueError) as error:
+        raise FirmwareError(f"{path}: malformed ELF ({error})") from error
+    return b""
+
+
+def requested(version_dir: Path) -> set[str]:
+    """Every firmware path the kernel's built-in drivers and modules name."""
+    names: set[str] = set()
+    builtin = version_dir / "modules.builtin.modinfo"
+    if builtin.is_file():
+        names.update(firmware_names(builtin.read_bytes()))
+    for module in sorted(version_dir.rglob("*.ko*")):
+        if module.is_file():
+            names.update(firmware_names(modinfo_section(module)))
+    return names
+
+
+def kept_paths(target: Path, names: Iterable[str]) -> set[Path]:
+    """The files and links under /lib/firmware that requesting `names` reads."""
+    firmware = target / FIRMWARE_DIR
+    kept: set[Path] = set()
+    for name in names:
+        path = Path(os.path.normpath(firmware / name))
+        for _hop in range(40):  # a chain of links, each hop kept; loops end
+            if not path.is_relative_to(firmware) or not (path.is_file() or path.is_symlink()):
+                break
+            kept.add(path)
+            if not path.is_symlink():
+                break
+            link = path.readlink()
+            hop = target / link.relative_to("/") if link.is_absolute() else path.parent / link
+            path = Path(os.path.normpath(hop))
+    return kept
+
+
+def plan(target: Path) -> tuple[set[Path], set[Path]]:
+    """(firmware files kept, firmware files removed)."""
+    firmware = target / FIRMWARE_DIR
+    modules = target / "lib/modules"
+    versions = sorted(p for p in modules.iterdir() if p.is_dir()) if modules.is_dir() else []
+    if not firmware.is_dir() or not versions:
+        return set(), set()
+    if len(versions) != 1:
+        raise FirmwareError(f"{modules}: one kernel expected, found "
+                            + ", ".join(p.name for p in versions))
+    kept = kept_paths(target, requested(versions[0]))
+    present = {p for p in firmware.rglob("*") if p.is_file() or p.is_symlink()}
+    licences = {p for p in present if p.name.startswith(LICENCE_PREFIXES)}
+    return kept | licences, present - kept - licences
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--dry-run", action="store_true", help="only print what would go")
+    args = parser.parse_args(argv)
+    try:
+        kept, removed = plan(args.target)
+    except (FirmwareError, OSError) as error:
+        print(f"kernel-firmware: {error}", file=sys.stderr)
+        return 1
+    firmware = args.target / FIRMWARE_DIR
+    for path in sorted(removed):
+        if args.dry_run:
+            print(path.relative_to(args.target))
+        else:
+            path.unlink()
+    if not args.dry_run and firmware.is_dir():
+        for directory in sorted((p for p in firmware.rglob("*") if p.is_dir()), reverse=True):
+            if not any(directory.iterdir()):
+                directory.rmdir()
+    if kept or removed:
+        print(f"kernel-firmware: kept {len(kept)} of {len(kept) + len(removed)} files"
+              f" under /{FIRMWARE_DIR}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
