@@ -1,7 +1,8 @@
 #!/bin/sh
 # After the overlay is copied: date the image, check nbd-client, remove
 # the init scripts the RAM system must not run, and byte-compile the
-# ramboot agent that the rootfs overlay installed in /usr/lib/ramboot.
+# ramboot agent that the rootfs overlay installed in /usr/lib/ramboot,
+# then drop the docstrings of every .pyc (python-docstrings.py).
 # python3's own byte-compilation runs in target-finalize, before the
 # overlay is copied, so it never sees these files.
 #
@@ -81,3 +82,8 @@ if [ -n "${legacy}" ]; then
 	find "${AGENT_DIR}" -name '*.py' -type f -delete
 	find "${AGENT_DIR}" -name '__pycache__' -type d -prune -exec rm -rf {} +
 fi
+
+# Docstrings are documentation, which the image leaves out: dropped from
+# every .pyc as python -OO would (nothing in the image calls help()).
+"${HOST_DIR}/bin/python3" "$(dirname "$0")/python-docstrings.py" \
+	"${TARGET_DIR}/usr/lib/python3."* "${AGENT_DIR}"
