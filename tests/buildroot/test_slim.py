@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import BOARDS, REPO, defconfig_values, expand_external
+from .test_busybox_applets import ram_system_calls
 
 MODULES = REPO / "board/common/kernel-modules.py"
 LIBRARIES = REPO / "board/common/prune-libraries.py"
@@ -175,15 +175,15 @@ def test_post_build_slim_takes_the_list_from_the_buildroot_config(tmp_path: Path
         in done.stderr
 
 
-def test_no_unused_program_is_one_the_overlay_runs() -> None:
+def test_no_unused_program_is_one_the_ram_system_runs() -> None:
     listed = [line for line in (REPO / "board/common/unused-programs.txt").read_text()
               .splitlines() if line and not line.startswith("#")]
     assert listed
-    names = {Path(line).name for line in listed}
-    for path in (REPO / "overlay").rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts:
-            words = set(re.findall(r"[\w.-]+", path.read_text(errors="replace")))
-            assert not names & words, f"{path} names {sorted(names & words)}"
+    assert len(listed) == len(set(listed)), "a path listed twice"
+    run = {Path(call.program).name: call for call in ram_system_calls()}
+    for line in listed:
+        name = Path(line).name
+        assert name not in run, f"{line} is run by {run[name].path}:{run[name].line}"
 
 
 def test_post_build_slim_removes_the_unused_programs(tmp_path: Path) -> None:
@@ -205,3 +205,30 @@ def test_post_build_slim_removes_the_unused_programs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert not (root / "usr/bin/gio").exists()
     assert (root / "usr/bin/keep-me").exists()
+
+
+def test_a_removed_program_busybox_also_has_becomes_its_applet(tmp_path: Path) -> None:
+    root = tmp_path / "target"
+    shutil.copytree(REPO / "overlay/usr/lib/ramboot", root / "usr/lib/ramboot")
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").mkdir()
+    shutil.copy(REPO / "overlay/usr/bin/ramboot-agent", root / "usr/bin")
+    (root / "bin/busybox").write_bytes(b"\x7fELF")
+    (root / "bin/busybox").chmod(0o755)
+    for name in ("hexdump", "lscpu"):  # util-linux's; busybox builds hexdump only
+        (root / "usr/bin" / name).write_bytes(b"\x7fELF")
+    (root / f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}").mkdir()
+    (tmp_path / "host/bin").mkdir(parents=True)
+    (tmp_path / "host/bin/python3").symlink_to(sys.executable)
+    links = tmp_path / "build/busybox-1.37.0/busybox.links"
+    links.parent.mkdir(parents=True)
+    links.write_text("/bin/ls\n/usr/bin/hexdump\n/usr/bin/dump\n")
+    (tmp_path / ".config").write_text("")
+    env = {**os.environ, "TARGET_DIR": str(root), "HOST_DIR": str(tmp_path / "host"),
+           "BR2_CONFIG": str(tmp_path / ".config"), "BUILD_DIR": str(tmp_path / "build")}
+    done = subprocess.run([str(REPO / "board/common/post-build-slim.sh")], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (root / "usr/bin/hexdump").readlink() == Path("/bin/busybox")
+    assert not (root / "usr/bin/lscpu").exists() and not (root / "usr/bin/lscpu").is_symlink()
+    assert not (root / "bin/ls").exists()  # only what the list removed is linked
