@@ -7,7 +7,9 @@ modules.builtin.modinfo, modules in their .modinfo section. Run after
 kernel-modules.py, so that the firmware of removed modules goes too. A file
 of /lib/firmware that no driver of this kernel names is never loaded, and is
 removed (Debian's firmware-bnx2x carries every firmware version the driver
-ever used; the driver of this kernel asks for one, or two). Symbolic links
+ever used). Of names that differ only in a dotted version, the newest present
+stays: a driver declaring several (bnx2x: the current one and the one before)
+loads the newest it finds and falls back only when it is missing. Symbolic links
 that a kept name resolves through stay, as do the licence files that must
 travel with firmware. Without a kernel (no lib/modules) nothing is removed:
 what drivers ask for is unknown.
@@ -19,15 +21,17 @@ import argparse
 import gzip
 import lzma
 import os
+import re
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 FIRMWARE_DIR = "lib/firmware"
 # Redistribution terms ship with the files they cover.
 LICENCE_PREFIXES = ("LICENCE", "LICENSE", "WHENCE", "GPL")
 SHT_NOBITS = 8
+VERSION = re.compile(r"\d+(?:\.\d+)+")
 
 
 class FirmwareError(Exception):
@@ -113,6 +117,27 @@ def kept_paths(target: Path, names: Iterable[str]) -> set[Path]:
     return kept
 
 
+def newest_of_each(names: Iterable[str], present: Callable[[str], bool]) -> set[str]:
+    """`names` without the older versions of a name whose newer version is present."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(VERSION.sub("#", name), []).append(name)
+    kept: set[str] = set()
+    for members in groups.values():
+        versions = [m for m in members if VERSION.search(m) and present(m)]
+        if len(versions) < 2:
+            kept.update(members)
+            continue
+
+        def version(name: str) -> tuple[int, ...]:
+            return tuple(int(part) for match in VERSION.findall(name)
+                         for part in match.split("."))
+
+        kept.add(max(versions, key=version))
+        kept.update(m for m in members if m not in versions)
+    return kept
+
+
 def plan(target: Path) -> tuple[set[Path], set[Path]]:
     """(firmware files kept, firmware files removed)."""
     firmware = target / FIRMWARE_DIR
@@ -123,7 +148,8 @@ def plan(target: Path) -> tuple[set[Path], set[Path]]:
     if len(versions) != 1:
         raise FirmwareError(f"{modules}: one kernel expected, found "
                             + ", ".join(p.name for p in versions))
-    kept = kept_paths(target, requested(versions[0]))
+    names = newest_of_each(requested(versions[0]), lambda name: (firmware / name).exists())
+    kept = kept_paths(target, names)
     present = {p for p in firmware.rglob("*") if p.is_file() or p.is_symlink()}
     licences = {p for p in present if p.name.startswith(LICENCE_PREFIXES)}
     return kept | licences, present - kept - licences

@@ -34,9 +34,11 @@ def fake_target(root: Path) -> Path:
     (version / "kernel/drivers").mkdir(parents=True)
     (version / "modules.builtin.modinfo").write_bytes(
         b"bnx2x.license=GPL\0bnx2x.firmware=bnx2x/bnx2x-e2-7.13.21.0.fw\0"
+        b"bnx2x.firmware=bnx2x/bnx2x-e2-7.13.15.0.fw\0bnx2x.firmware=bnx2x/bnx2x-e1-7.13.15.0.fw\0"
         b"tg3.firmware=tigon/tg3.bin\0")
     firmware = root / "lib/firmware"
-    for name in ("bnx2x/bnx2x-e2-7.13.21.0.fw", "bnx2x/bnx2x-e2-7.8.2.0.fw",
+    for name in ("bnx2x/bnx2x-e2-7.13.21.0.fw", "bnx2x/bnx2x-e2-7.13.15.0.fw",
+                 "bnx2x/bnx2x-e1-7.13.15.0.fw", "bnx2x/bnx2x-e2-7.8.2.0.fw",
                  "rtl_nic/rtl8168h-2.fw", "rtl_nic/rtl8125a-3.fw", "tigon/tg3-real.bin",
                  "other/unused.bin", "LICENCE.broadcom_bcm43xx", "WHENCE"):
         (firmware / name).parent.mkdir(parents=True, exist_ok=True)
@@ -62,10 +64,12 @@ def test_only_what_built_in_drivers_and_modules_name_stays(tmp_path: Path) -> No
     compiled_module(version / "kernel/drivers/r8169.ko", "rtl_nic/rtl8168h-2.fw")
     done = run(root)
     assert done.returncode == 0, done.stderr
-    assert left(root) == ["LICENCE.broadcom_bcm43xx", "WHENCE", "bnx2x/bnx2x-e2-7.13.21.0.fw",
-                          "rtl_nic/rtl8168h-2.fw", "tigon/tg3-real.bin", "tigon/tg3.bin"]
+    # e2 7.13.15 is the driver's fallback for 7.13.21; e1 has only 7.13.15 here.
+    assert left(root) == ["LICENCE.broadcom_bcm43xx", "WHENCE", "bnx2x/bnx2x-e1-7.13.15.0.fw",
+                          "bnx2x/bnx2x-e2-7.13.21.0.fw", "rtl_nic/rtl8168h-2.fw",
+                          "tigon/tg3-real.bin", "tigon/tg3.bin"]
     assert not (root / "lib/firmware/other").exists()
-    assert "kept 6 of 9 files" in done.stderr
+    assert "kept 7 of 11 files" in done.stderr
 
 
 def test_an_xz_compressed_module_is_read(tmp_path: Path) -> None:
