@@ -18,8 +18,7 @@ what drivers ask for is unknown.
 from __future__ import annotations
 
 import argparse
-import gzip
-import lzma
+import importlib
 import os
 import re
 import struct
@@ -47,15 +46,23 @@ def firmware_names(modinfo: bytes) -> Iterator[str]:
             yield value.decode("utf-8", "replace")
 
 
+# Imported when a module needs them: Buildroot's host python3 may lack _lzma.
+DECOMPRESSORS = {".ko.xz": "lzma", ".ko.gz": "gzip"}
+
+
 def module_bytes(path: Path) -> bytes:
     data = path.read_bytes()
-    if path.name.endswith(".ko.xz"):
-        return lzma.decompress(data)
-    if path.name.endswith(".ko.gz"):
-        return gzip.decompress(data)
     if path.name.endswith(".ko"):
         return data
-    raise FirmwareError(f"{path}: compressed module of a kind this script cannot read")
+    suffix = next((s for s in DECOMPRESSORS if path.name.endswith(s)), None)
+    if suffix is None:
+        raise FirmwareError(f"{path}: compressed module of a kind this script cannot read")
+    try:
+        decompress = importlib.import_module(DECOMPRESSORS[suffix]).decompress
+    except ImportError as error:
+        raise FirmwareError(f"{path}: this python3 cannot decompress it ({error})") from None
+    result: bytes = decompress(data)
+    return result
 
 
 def modinfo_section(path: Path) -> bytes:
