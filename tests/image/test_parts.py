@@ -72,3 +72,15 @@ def test_an_image_without_the_agents_runtime_fails(tmp_path: Path,
 def test_a_small_complete_image_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAMBOOT_IMAGES_X86_64", str(write_image(tmp_path, runtime_entries())))
     budget.test_rootfs_fits_the_budget_and_keeps_the_agents_runtime("x86_64")
+
+
+def test_dynamic_symbols_of_a_host_library() -> None:
+    from tests.lib.elf_symbols import dynamic_symbols
+    zlib_path = next(p for p in (Path("/lib/x86_64-linux-gnu/libz.so.1"),
+                                 Path("/usr/lib/x86_64-linux-gnu/libz.so.1"),
+                                 Path("/lib/aarch64-linux-gnu/libz.so.1")) if p.exists())
+    symbols = dynamic_symbols(zlib_path.read_bytes())
+    assert {"inflate", "deflate", "crc32"} <= symbols.provided
+    assert "malloc" in symbols.needed
+    with pytest.raises(ValueError, match="not an ELF file"):
+        dynamic_symbols(b"#!/bin/sh\n")
