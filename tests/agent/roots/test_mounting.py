@@ -16,7 +16,7 @@ import pytest
 
 from ramboot_agent.events import Reporter
 from ramboot_agent.plan import load_plan
-from ramboot_agent.plan.context import ActionError, Context
+from ramboot_agent.plan.context import ActionError, ActionTimeout, Context
 from ramboot_agent.plan.runner import run_plan
 from ramboot_agent.roots import layers, nbd, nfs
 from ramboot_agent.roots.keys import Overlay
@@ -197,3 +197,21 @@ def test_a_partition_is_found_by_label_once_it_appears(tmp_path: Path) -> None:
         find_partition(never, PartitionRef(partuuid="0fc6"), 1)
     with pytest.raises(ActionError, match="only by label"):
         find_partition(never, PartitionRef(disk=DiskSelector(path="/dev/vda"), number=1), 1)
+
+
+def test_an_unmount_that_hangs_is_detached_lazily(tmp_path: Path) -> None:
+    """A hard NFS mount whose server is gone: umount blocks until its timeout."""
+    class Hanging(Recorder):
+        def run_tool(self, argv: Sequence[str], *, timeout: float = 120.0,
+                     input_text: str | None = None,
+                     check: bool = True) -> subprocess.CompletedProcess[str]:
+            if list(argv)[:2] == ["umount", str(tmp_path / "lower")]:
+                self.calls.append(list(argv))
+                raise ActionTimeout("it did not stop by itself; the watchdog stopped it")
+            return super().run_tool(argv, timeout=timeout, input_text=input_text, check=check)
+
+    ctx = Hanging(tmp_path)
+    mounts = kernel_mounts(ctx, tmp_path)
+    mounts.unmount(tmp_path / "lower")
+    assert [call for call in ctx.calls if call[0] == "umount"] == [
+        ["umount", str(tmp_path / "lower")], ["umount", "-l", str(tmp_path / "lower")]]

@@ -115,10 +115,14 @@ class Mounts:
         self.on_undo(f"unmount {target}", lambda: self.unmount(target))
 
     def unmount(self, target: Path) -> None:
-        """Unmount; detach lazily when busy (the undo path must not stall)."""
-        done = self.ctx.run_tool(["umount", str(target)], timeout=UNDO_TIMEOUT, check=False)
-        if done.returncode != 0 and is_mount_point(target):
-            self.ctx.run_tool(["umount", "-l", str(target)], timeout=UNDO_TIMEOUT, check=False)
+        """Unmount; detach lazily when busy or stuck (the undo path must not stall)."""
+        try:
+            done = self.ctx.run_tool(["umount", str(target)], timeout=UNDO_TIMEOUT, check=False)
+            if done.returncode == 0 or not is_mount_point(target):
+                return
+        except ActionTimeout:  # a hard NFS mount whose server is gone blocks umount
+            log.warning("umount %s did not return: detaching it", target)
+        self.ctx.run_tool(["umount", "-l", str(target)], timeout=UNDO_TIMEOUT, check=False)
 
     def undo(self) -> None:
         """Take down everything, newest first; failures are logged, never raised."""
