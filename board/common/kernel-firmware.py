@@ -124,6 +124,11 @@ def kept_paths(target: Path, names: Iterable[str]) -> set[Path]:
     return kept
 
 
+def version_of(name: str) -> tuple[int, ...]:
+    """The dotted numbers of a name, in order, for comparing versions."""
+    return tuple(int(part) for match in VERSION.findall(name) for part in match.split("."))
+
+
 def newest_of_each(names: Iterable[str], present: Callable[[str], bool]) -> set[str]:
     """`names` without the older versions of a name whose newer version is present."""
     groups: dict[str, list[str]] = {}
@@ -135,12 +140,7 @@ def newest_of_each(names: Iterable[str], present: Callable[[str], bool]) -> set[
         if len(versions) < 2:
             kept.update(members)
             continue
-
-        def version(name: str) -> tuple[int, ...]:
-            return tuple(int(part) for match in VERSION.findall(name)
-                         for part in match.split("."))
-
-        kept.add(max(versions, key=version))
+        kept.add(max(versions, key=version_of))
         kept.update(m for m in members if m not in versions)
     return kept
 

@@ -19,6 +19,7 @@ import argparse
 import dis
 import importlib.util
 import inspect
+import itertools
 import marshal
 import sys
 from pathlib import Path
@@ -28,36 +29,29 @@ HEADER = 16
 # Python 3.14 marks a function whose co_consts[0] is its docstring.
 CO_HAS_DOCSTRING = getattr(inspect, "CO_HAS_DOCSTRING", 0)
 LOAD_CONST = dis.opmap["LOAD_CONST"]
-STORE_DOC = frozenset({dis.opmap["STORE_NAME"]})
+STORE_NAME = dis.opmap["STORE_NAME"]
 
 
 class DocstringError(Exception):
     pass
 
 
-def const_uses(code: CodeType) -> dict[int, int]:
-    """co_consts index -> how many instructions load it."""
-    uses: dict[int, int] = {}
-    for instruction in dis.get_instructions(code):
-        if instruction.opcode in dis.hasconst and instruction.arg is not None:
-            uses[instruction.arg] = uses.get(instruction.arg, 0) + 1
-    return uses
-
-
 def doc_indexes(code: CodeType) -> set[int]:
     """The co_consts indexes that are this code object's docstring and nothing else."""
-    uses = const_uses(code)
+    instructions = list(dis.get_instructions(code))
+    uses: dict[int, int] = {}  # co_consts index -> how many instructions load it
+    for instruction in instructions:
+        if instruction.opcode in dis.hasconst and instruction.arg is not None:
+            uses[instruction.arg] = uses.get(instruction.arg, 0) + 1
     found: set[int] = set()
     if code.co_flags & CO_HAS_DOCSTRING and uses.get(0, 0) == 0:
         found.add(0)  # a function's: no instruction loads it
-    previous = None
-    for instruction in dis.get_instructions(code):
-        # A module's or class body's: LOAD_CONST doc; STORE_NAME __doc__.
-        if (previous is not None and previous.opcode == LOAD_CONST
-                and instruction.opcode in STORE_DOC and instruction.argval == "__doc__"
-                and previous.arg is not None and uses.get(previous.arg) == 1):
+    # A module's or class body's: LOAD_CONST doc; STORE_NAME __doc__.
+    for previous, instruction in itertools.pairwise(instructions):
+        if (previous.opcode == LOAD_CONST and previous.arg is not None
+                and instruction.opcode == STORE_NAME and instruction.argval == "__doc__"
+                and uses.get(previous.arg) == 1):
             found.add(previous.arg)
-        previous = instruction
     return {i for i in found if isinstance(code.co_consts[i], str)}
 
 
@@ -66,9 +60,10 @@ def stripped(code: CodeType) -> CodeType:
     for index, value in enumerate(consts):
         if isinstance(value, CodeType):
             consts[index] = stripped(value)
-    for index in doc_indexes(code):
+    docs = doc_indexes(code)
+    for index in docs:
         consts[index] = None
-    flags = code.co_flags & ~CO_HAS_DOCSTRING if 0 in doc_indexes(code) else code.co_flags
+    flags = code.co_flags & ~CO_HAS_DOCSTRING if 0 in docs else code.co_flags
     return code.replace(co_consts=tuple(consts), co_flags=flags)
 
 
