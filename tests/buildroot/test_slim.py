@@ -186,48 +186,47 @@ def test_no_unused_program_is_one_the_ram_system_runs() -> None:
         assert name not in run, f"{line} is run by {run[name].path}:{run[name].line}"
 
 
-def test_post_build_slim_removes_the_unused_programs(tmp_path: Path) -> None:
+def agent_target(tmp_path: Path) -> Path:
+    """A target with the agent and an empty standard library, and a host python3."""
     root = tmp_path / "target"
     shutil.copytree(REPO / "overlay/usr/lib/ramboot", root / "usr/lib/ramboot")
     (root / "usr/bin").mkdir(parents=True)
     shutil.copy(REPO / "overlay/usr/bin/ramboot-agent", root / "usr/bin")
-    (root / "usr/bin/gio").write_bytes(b"#!/bin/sh\n")
-    (root / "usr/bin/keep-me").write_bytes(b"#!/bin/sh\n")
     (root / f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}").mkdir()
     (tmp_path / "host/bin").mkdir(parents=True)
     (tmp_path / "host/bin/python3").symlink_to(sys.executable)
-    config = tmp_path / ".config"
-    config.write_text("")
-    env = {**os.environ, "TARGET_DIR": str(root), "HOST_DIR": str(tmp_path / "host"),
-           "BR2_CONFIG": str(config)}
-    done = subprocess.run([str(REPO / "board/common/post-build-slim.sh")], env=env,
+    (tmp_path / ".config").write_text("")
+    return root
+
+
+def run_slim(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TARGET_DIR": str(tmp_path / "target"),
+           "HOST_DIR": str(tmp_path / "host"), "BR2_CONFIG": str(tmp_path / ".config"), **extra}
+    return subprocess.run([str(REPO / "board/common/post-build-slim.sh")], env=env,
                           capture_output=True, text=True, check=False)
+
+
+def test_post_build_slim_removes_the_unused_programs(tmp_path: Path) -> None:
+    root = agent_target(tmp_path)
+    (root / "usr/bin/gio").write_bytes(b"#!/bin/sh\n")
+    (root / "usr/bin/keep-me").write_bytes(b"#!/bin/sh\n")
+    done = run_slim(tmp_path)
     assert done.returncode == 0, done.stderr
     assert not (root / "usr/bin/gio").exists()
     assert (root / "usr/bin/keep-me").exists()
 
 
 def test_a_removed_program_busybox_also_has_becomes_its_applet(tmp_path: Path) -> None:
-    root = tmp_path / "target"
-    shutil.copytree(REPO / "overlay/usr/lib/ramboot", root / "usr/lib/ramboot")
-    (root / "usr/bin").mkdir(parents=True)
+    root = agent_target(tmp_path)
     (root / "bin").mkdir()
-    shutil.copy(REPO / "overlay/usr/bin/ramboot-agent", root / "usr/bin")
     (root / "bin/busybox").write_bytes(b"\x7fELF")
     (root / "bin/busybox").chmod(0o755)
     for name in ("hexdump", "lscpu"):  # util-linux's; busybox builds hexdump only
         (root / "usr/bin" / name).write_bytes(b"\x7fELF")
-    (root / f"usr/lib/python{sys.version_info.major}.{sys.version_info.minor}").mkdir()
-    (tmp_path / "host/bin").mkdir(parents=True)
-    (tmp_path / "host/bin/python3").symlink_to(sys.executable)
     links = tmp_path / "build/busybox-1.37.0/busybox.links"
     links.parent.mkdir(parents=True)
     links.write_text("/bin/ls\n/usr/bin/hexdump\n/usr/bin/dump\n")
-    (tmp_path / ".config").write_text("")
-    env = {**os.environ, "TARGET_DIR": str(root), "HOST_DIR": str(tmp_path / "host"),
-           "BR2_CONFIG": str(tmp_path / ".config"), "BUILD_DIR": str(tmp_path / "build")}
-    done = subprocess.run([str(REPO / "board/common/post-build-slim.sh")], env=env,
-                          capture_output=True, text=True, check=False)
+    done = run_slim(tmp_path, BUILD_DIR=str(tmp_path / "build"))
     assert done.returncode == 0, done.stderr
     assert (root / "usr/bin/hexdump").readlink() == Path("/bin/busybox")
     assert not (root / "usr/bin/lscpu").exists() and not (root / "usr/bin/lscpu").is_symlink()
