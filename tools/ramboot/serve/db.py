@@ -24,6 +24,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,27 @@ T = TypeVar("T")
 Params = Sequence[Any]
 # PostgreSQL advisory lock key for migrations: "rbt1" as an integer.
 _MIGRATION_LOCK = 0x72627431
+# How long an SQLite connection waits for another one's lock.
+_BUSY_TIMEOUT_S = 30
+
+
+def _enter_wal(connection: sqlite3.Connection) -> str:
+    """Switch to WAL and return the journal mode SQLite reports.
+
+    SQLite does not call the busy handler for this switch: with several
+    processes opening a new database at once, one of them gets "database is
+    locked" at once. Retry it, bounded by the same timeout as other locks.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            return str(connection.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 class DatabaseError(RambootError):
@@ -126,11 +148,11 @@ class Database:
             if not path.parent.is_dir():
                 raise DatabaseError(f"{path}: directory {path.parent} does not exist")
             try:
-                connection = sqlite3.connect(path, isolation_level=None, timeout=30,
+                connection = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S,
                                              check_same_thread=False)
                 connection.row_factory = sqlite3.Row
-                connection.execute("PRAGMA busy_timeout = 30000")
-                mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_S * 1000}")
+                mode = _enter_wal(connection)
                 if mode != "wal":
                     raise DatabaseError(f"{path}: cannot use WAL mode (got {mode})")
                 connection.execute("PRAGMA synchronous = FULL")
