@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/image-size.py [LABEL=]PATH ...
 
-PATH is a rootfs.cpio.gz or a directory holding one (a Buildroot
+PATH is a rootfs.cpio.zst or a directory holding one (a Buildroot
 output/images). One Markdown table per image, as bench/image-size.md
 records them: files, unpacked bytes and the gzip -9 size of each part
 alone, whose share estimates the part's weight in the compressed image.
@@ -29,7 +29,7 @@ def main() -> int:
         label, _, given = item.rpartition("=")
         path = Path(given)
         if path.is_dir():
-            path = path / "rootfs.cpio.gz"
+            path = path / "rootfs.cpio.zst"
         if not path.is_file():
             print(f"image-size: {path}: no such file", file=sys.stderr)
             return 1

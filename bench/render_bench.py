@@ -49,9 +49,9 @@ def fleet(hosts: int) -> str:
 
 
 def make_images(root: Path) -> None:
-    for name in ("rpi4/Image", "rpi4/rootfs.cpio.gz", "rpi4/bcm2711-rpi-4-b.dtb",
+    for name in ("rpi4/Image", "rpi4/rootfs.cpio.zst", "rpi4/bcm2711-rpi-4-b.dtb",
                  "rpi4/start4.elf", "rpi4/fixup4.dat", "x86_64/bzImage",
-                 "x86_64/rootfs.cpio.gz", "ipxe/undionly.kpxe", "ipxe/ipxe.efi"):
+                 "x86_64/rootfs.cpio.zst", "ipxe/undionly.kpxe", "ipxe/ipxe.efi"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"x" * 4096)
 

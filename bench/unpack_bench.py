@@ -3,7 +3,7 @@
 
 The tree is a real root filesystem: the offline test image's (the RAM
 system itself, ~55 MB, ~1,000 files), unpacked once from its
-rootfs.cpio.gz, or any directory given with --tree. Each archive is made
+rootfs.cpio.zst, or any directory given with --tree. Each archive is made
 once; then every unpacker extracts it into a fresh directory on tmpfs
 (/dev/shm, where ramroot unpacks), --runs times, and the median wall time
 is printed side by side. ramboot's helper runs as the agent runs it: a
@@ -35,12 +35,13 @@ SCRATCH = Path("/dev/shm")
 
 def offline_tree(dest: Path) -> Path:
     cache = Path(os.environ.get("RAMBOOT_CACHE", Path.home() / ".cache/ramboot"))
-    image = cache / "offline/x86_64/images/rootfs.cpio.gz"
+    image = cache / "offline/x86_64/images/rootfs.cpio.zst"
     if not image.is_file():
         sys.exit(f"{image} is missing: build it (scripts/build-offline-image) or give --tree")
     dest.mkdir()
+    cpio = subprocess.run(["zstd", "-dcq", str(image)], capture_output=True, check=True).stdout
     subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], cwd=dest,
-                   input=gzip.decompress(image.read_bytes()), check=True)
+                   input=cpio, check=True)
     return dest
 
 

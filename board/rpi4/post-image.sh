@@ -7,7 +7,7 @@ set -eu
 NETBOOT="${BINARIES_DIR}/netboot"
 FIRMWARE="${BINARIES_DIR}/rpi-firmware"
 
-for f in Image rootfs.cpio.gz "rpi-firmware/start4.elf" \
+for f in Image rootfs.cpio.zst "rpi-firmware/start4.elf" \
 	"rpi-firmware/fixup4.dat" "rpi-firmware/config.txt" \
 	"rpi-firmware/cmdline.txt"; do
 	if [ ! -f "${BINARIES_DIR}/${f}" ]; then
@@ -26,7 +26,7 @@ if [ -d "${FIRMWARE}/overlays" ]; then
 	cp -r "${FIRMWARE}/overlays" "${NETBOOT}/overlays"
 fi
 cp "${BINARIES_DIR}"/*.dtb "${NETBOOT}/"
-cp "${BINARIES_DIR}/Image" "${BINARIES_DIR}/rootfs.cpio.gz" "${NETBOOT}/"
+cp "${BINARIES_DIR}/Image" "${BINARIES_DIR}/rootfs.cpio.zst" "${NETBOOT}/"
 
 # A checksum list lets the publishing side verify what it copies.
 (

@@ -7,7 +7,7 @@ set -eu
 
 NETBOOT="${BINARIES_DIR}/netboot"
 
-for f in bzImage rootfs.cpio.gz; do
+for f in bzImage rootfs.cpio.zst; do
 	if [ ! -f "${BINARIES_DIR}/${f}" ]; then
 		echo "post-image: ${BINARIES_DIR}/${f} missing" >&2
 		exit 1
@@ -21,7 +21,7 @@ mkdir -p "${NETBOOT}/tftp" "${NETBOOT}/http"
 if [ -d "${BINARIES_DIR}/ipxe" ]; then
 	cp "${BINARIES_DIR}"/ipxe/* "${NETBOOT}/tftp/"
 fi
-cp "${BINARIES_DIR}/bzImage" "${BINARIES_DIR}/rootfs.cpio.gz" \
+cp "${BINARIES_DIR}/bzImage" "${BINARIES_DIR}/rootfs.cpio.zst" \
 	"${NETBOOT}/http/"
 
 # A checksum list lets the publishing side verify what it copies.

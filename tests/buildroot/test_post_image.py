@@ -62,7 +62,7 @@ def fake_rpi4_images(binaries: Path) -> None:
         (firmware / name).write_bytes(name.encode())
     shutil.copy(REPO / "board/rpi4/config.txt", firmware / "config.txt")
     shutil.copy(REPO / "board/rpi4/cmdline.txt", firmware / "cmdline.txt")
-    for name in (*rpi4_dtbs(), "Image", "rootfs.cpio.gz", "rootfs.cpio"):
+    for name in (*rpi4_dtbs(), "Image", "rootfs.cpio.zst", "rootfs.cpio"):
         (binaries / name).write_bytes(name.encode())
 
 
@@ -83,7 +83,7 @@ def test_rpi4_netboot_tree(tmp_path: Path) -> None:
         "bcm2711-rpi-400.dtb",
         "bcm2711-rpi-cm4-io.dtb",
         "Image",
-        "rootfs.cpio.gz",
+        "rootfs.cpio.zst",
         "SHA256SUMS",
     }
     assert (netboot / "Image").read_bytes() == b"Image"
@@ -93,7 +93,7 @@ def test_rpi4_netboot_tree(tmp_path: Path) -> None:
     for line in (
         "arm_64bit=1",
         "kernel=Image",
-        "initramfs rootfs.cpio.gz followkernel",
+        "initramfs rootfs.cpio.zst followkernel",
         "enable_uart=1",
         "start_file=start4.elf",
         "fixup_file=fixup4.dat",
@@ -135,7 +135,7 @@ def test_x86_64_netboot_tree(tmp_path: Path) -> None:
         "ipxe/ipxe.efi",
         "ipxe/snponly.efi",
         "bzImage",
-        "rootfs.cpio.gz",
+        "rootfs.cpio.zst",
     ):
         (tmp_path / name).write_bytes(name.encode())
     result = run_post_image("x86_64", tmp_path)
@@ -146,7 +146,7 @@ def test_x86_64_netboot_tree(tmp_path: Path) -> None:
         "tftp/ipxe.efi",
         "tftp/snponly.efi",
         "http/bzImage",
-        "http/rootfs.cpio.gz",
+        "http/rootfs.cpio.zst",
         "SHA256SUMS",
     }
     assert (netboot / "tftp/ipxe.efi").read_bytes() == b"ipxe/ipxe.efi"
@@ -154,7 +154,7 @@ def test_x86_64_netboot_tree(tmp_path: Path) -> None:
 
 
 def test_x86_64_missing_kernel_fails(tmp_path: Path) -> None:
-    (tmp_path / "rootfs.cpio.gz").write_bytes(b"x")
+    (tmp_path / "rootfs.cpio.zst").write_bytes(b"x")
     result = run_post_image("x86_64", tmp_path)
     assert result.returncode != 0
     assert "bzImage missing" in result.stderr

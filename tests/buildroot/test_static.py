@@ -37,7 +37,7 @@ def test_defconfig_basics(board: str) -> None:
     values = defconfig_values(board)
     assert values["BR2_DOWNLOAD_FORCE_CHECK_HASHES"] == "y"
     assert values["BR2_TARGET_ROOTFS_CPIO"] == "y"
-    assert values["BR2_TARGET_ROOTFS_CPIO_GZIP"] == "y"
+    assert values["BR2_TARGET_ROOTFS_CPIO_ZSTD"] == "y"
     assert values["BR2_PACKAGE_RAMBOOT_AGENT"] == "y"
     assert "BR2_TARGET_ROOTFS_EXT2" not in values
     assert values["BR2_ROOTFS_OVERLAY"] == '"$(BR2_EXTERNAL_RAMBOOT_PATH)/overlay"'

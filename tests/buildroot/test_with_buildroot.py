@@ -124,7 +124,7 @@ def test_top_level_makefile_configures_a_board_out_of_tree(
     assert result.returncode == 0, result.stdout + result.stderr
     config = (tmp_path / "x86_64" / ".config").read_text().splitlines()
     for line in ("BR2_PACKAGE_RAMBOOT_AGENT=y", "BR2_PACKAGE_IPXE=y",
-                 "BR2_TARGET_ROOTFS_CPIO_GZIP=y", "BR2_PACKAGE_PYTHON3_SSL=y"):
+                 "BR2_TARGET_ROOTFS_CPIO_ZSTD=y", "BR2_PACKAGE_PYTHON3_SSL=y"):
         assert line in config
     external = (tmp_path / "x86_64" / ".br2-external.mk").read_text().splitlines()
     assert f"export BR2_EXTERNAL_RAMBOOT_PATH = {REPO}" in external

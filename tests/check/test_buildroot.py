@@ -121,13 +121,13 @@ def test_round_trip_reports_a_line_savedefconfig_drops(
 def test_required_options(fixture_tree: BuildrootKconfig, write_defconfig: Write) -> None:
     text = (
         GOOD_DEFCONFIG.replace("BR2_PACKAGE_RAMBOOT_AGENT=y\n", "")
-        .replace("BR2_TARGET_ROOTFS_CPIO_GZIP=y\n", "BR2_TARGET_ROOTFS_CPIO_XZ=y\n")
+        .replace("BR2_TARGET_ROOTFS_CPIO_ZSTD=y\n", "BR2_TARGET_ROOTFS_CPIO_XZ=y\n")
         .replace("$(BR2_EXTERNAL_RAMBOOT_PATH)/overlay", "board/overlay")
     )
     found = messages(fixture_tree, write_defconfig(text))
     assert found == [
         "variant_defconfig: BR2_PACKAGE_RAMBOOT_AGENT: required by ramboot: must be y, is n",
-        "variant_defconfig: BR2_TARGET_ROOTFS_CPIO_GZIP: required by ramboot: must be y, is n",
+        "variant_defconfig: BR2_TARGET_ROOTFS_CPIO_ZSTD: required by ramboot: must be y, is n",
         f"variant_defconfig:{line_of(text, 'BR2_ROOTFS_OVERLAY')}: BR2_ROOTFS_OVERLAY: "
         'required by ramboot: must list "$(BR2_EXTERNAL_RAMBOOT_PATH)/overlay"',
     ]

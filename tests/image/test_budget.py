@@ -1,4 +1,4 @@
-"""The built rootfs.cpio.gz of each board fits its budget, with everything the agent needs.
+"""The built rootfs.cpio.zst of each board fits its budget, with everything the agent needs.
 
 The image is Buildroot's (RAMBOOT_IMAGES_X86_64 / RAMBOOT_IMAGES_RPI4 name an
 output/images directory); the Debian stand-in image the QEMU tests use
@@ -42,10 +42,10 @@ def images(board: str) -> Path:
     value = os.environ.get(variable)
     if not value:
         pytest.skip(f"{variable} is not set: it names the Buildroot output/images of the"
-                    f" {board} defconfig, whose rootfs.cpio.gz the budget is for")
-    path = Path(value) / "rootfs.cpio.gz"
+                    f" {board} defconfig, whose rootfs.cpio.zst the budget is for")
+    path = Path(value) / "rootfs.cpio.zst"
     if not path.is_file():
-        pytest.fail(f"{variable}={value}: no rootfs.cpio.gz there")
+        pytest.fail(f"{variable}={value}: no rootfs.cpio.zst there")
     return path
 
 

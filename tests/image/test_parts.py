@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
 import pytest
 
-from tests.lib.cpio import DIRECTORY, EXECUTABLE, FILE, newc
+from tests.lib.cpio import DIRECTORY, EXECUTABLE, FILE, newc, zstd_compressed
 from tests.lib.image_parts import BUDGET, breakdown
 
 from . import test_budget as budget
@@ -19,7 +18,7 @@ ELF = b"\x7fELF" + bytes(60)
 def write_image(path: Path, extra: dict[str, tuple[int, bytes]]) -> Path:
     entries = {".": (DIRECTORY, b""), **extra}
     path.mkdir(parents=True, exist_ok=True)
-    (path / "rootfs.cpio.gz").write_bytes(gzip.compress(newc(entries), 1))
+    (path / "rootfs.cpio.zst").write_bytes(zstd_compressed(newc(entries), level=1))
     return path
 
 
@@ -36,7 +35,7 @@ def test_files_land_in_their_parts(tmp_path: Path) -> None:
         "etc/ssl/certs/ca-certificates.crt": (FILE, b"pem"),
         "etc/inittab": (FILE, b"::sysinit:\n"),
     })
-    parts = breakdown(images / "rootfs.cpio.gz").parts
+    parts = breakdown(images / "rootfs.cpio.zst").parts
     files = {name: part.files for name, part in parts.items() if part.files}
     assert files == {"Python stdlib": 1, "Python extension modules": 1, "libraries": 1,
                      "busybox": 1, "other binaries": 1, "kernel modules": 1, "firmware": 1,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import lzma
+import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -66,3 +69,30 @@ def read_newc(archive: bytes) -> Iterator[Entry]:
         if name == "TRAILER!!!":
             continue
         yield Entry(name, mode, data, ino, nlink)
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def decompressed(data: bytes) -> bytes:
+    """`data` unpacked by its magic (zstd, gzip, xz), as the kernel's initramfs loader does.
+
+    zstd goes through the zstd program: the host's Python (3.11) has no
+    compression.zstd.
+    """
+    if data.startswith(ZSTD_MAGIC):
+        return subprocess.run(["zstd", "-dcq"], input=data, capture_output=True,
+                              check=True).stdout
+    if data.startswith(GZIP_MAGIC):
+        return gzip.decompress(data)
+    if data.startswith(XZ_MAGIC):
+        return lzma.decompress(data)
+    return data
+
+
+def zstd_compressed(data: bytes, level: int = 19) -> bytes:
+    """`data` compressed as Buildroot's BR2_TARGET_ROOTFS_CPIO_ZSTD does (`zstd -19`)."""
+    return subprocess.run(["zstd", f"-{level}", "-cq", "-T0"], input=data, capture_output=True,
+                          check=True).stdout

@@ -75,7 +75,7 @@ def image_set(target: str) -> ImageSet:
     given = os.environ.get(spec.env, "")
     directory, source = (Path(given), given) if given else (offline_dir, "offline")
     kernel = _require(directory / spec.kernel, spec.env if given else None)
-    initramfs = _require(directory / "rootfs.cpio.gz", spec.env if given else None)
+    initramfs = _require(directory / "rootfs.cpio.zst", spec.env if given else None)
     dtb = _require(directory / spec.dtb, spec.env if given else None) if spec.dtb else None
     return ImageSet(target, kernel, initramfs, dtb, offline_dir / "second-stage.cpio.gz",
                     source, manifest)

@@ -31,18 +31,18 @@ def test_buildroot_directory_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     output = fake_buildroot_output(tmp_path / "images", "arm64",
-                                   ["Image", "rootfs.cpio.gz", "bcm2711-rpi-4-b.dtb"])
+                                   ["Image", "rootfs.cpio.zst", "bcm2711-rpi-4-b.dtb"])
     monkeypatch.setenv("RAMBOOT_IMAGES_RPI4", str(output))
     images = image_set("rpi4")
     assert not images.offline
     assert (images.kernel, images.initramfs, images.dtb) == (
-        output / "Image", output / "rootfs.cpio.gz", output / "bcm2711-rpi-4-b.dtb")
+        output / "Image", output / "rootfs.cpio.zst", output / "bcm2711-rpi-4-b.dtb")
     # The kexec target always comes from the offline build.
     assert images.second_stage == offline_images("arm64") / "second-stage.cpio.gz"
 
 
 def test_missing_file_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    output = fake_buildroot_output(tmp_path / "images", "arm64", ["Image", "rootfs.cpio.gz"])
+    output = fake_buildroot_output(tmp_path / "images", "arm64", ["Image", "rootfs.cpio.zst"])
     monkeypatch.setenv("RAMBOOT_IMAGES_RPI4", str(output))
     with pytest.raises(ImageError, match=r"bcm2711-rpi-4-b\.dtb is missing .*RAMBOOT_IMAGES_RPI4"):
         image_set("rpi4")

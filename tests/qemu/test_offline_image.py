@@ -5,12 +5,12 @@ No boot here: the archive is unpacked on the host and compared with the tree.
 
 from __future__ import annotations
 
-import gzip
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.lib.cpio import decompressed
 from tests.lib.images import BUILDER, REPO, offline_images
 
 pytestmark = pytest.mark.slow
@@ -21,11 +21,11 @@ def unpack(archive: Path, dest: Path) -> None:
     dest.mkdir()
     # dev/console is a device node: listed, not created.
     subprocess.run(["cpio", "-id", "--quiet", "--no-absolute-filenames", "-f", "dev/console"],
-                   input=gzip.decompress(archive.read_bytes()), cwd=dest, check=True)
+                   input=decompressed(archive.read_bytes()), cwd=dest, check=True)
 
 
 def listing(archive: Path) -> list[str]:
-    out = subprocess.run(["cpio", "-t", "--quiet"], input=gzip.decompress(archive.read_bytes()),
+    out = subprocess.run(["cpio", "-t", "--quiet"], input=decompressed(archive.read_bytes()),
                          capture_output=True, check=True).stdout
     return out.decode().split()
 
@@ -34,8 +34,8 @@ def listing(archive: Path) -> list[str]:
 def test_rootfs_is_skeleton_packages_and_overlay(arch: str, tmp_path: Path) -> None:
     images = offline_images(arch)
     root = tmp_path / "root"
-    unpack(images / "rootfs.cpio.gz", root)
-    assert "dev/console" in listing(images / "rootfs.cpio.gz")
+    unpack(images / "rootfs.cpio.zst", root)
+    assert "dev/console" in listing(images / "rootfs.cpio.zst")
     for path in OVERLAY.rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts:
             copy = root / path.relative_to(OVERLAY)

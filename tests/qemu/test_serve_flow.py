@@ -196,11 +196,11 @@ def render_fleet(tmp_path: Path, x86: ImageSet | None, pi: ImageSet | None,
         board = given / family
         board.mkdir(parents=True)
         if images is None:  # render needs each family's files: these are never booted
-            for name in (kernel, "rootfs.cpio.gz"):
+            for name in (kernel, "rootfs.cpio.zst"):
                 (board / name).write_bytes(f"no {family} image in this test\n".encode())
         else:
             shutil.copyfile(images.kernel, board / kernel)
-            shutil.copyfile(images.initramfs, board / "rootfs.cpio.gz")
+            shutil.copyfile(images.initramfs, board / "rootfs.cpio.zst")
         if family == "rpi4":  # the Pi firmware files render copies; QEMU needs none
             for name in ("start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"):
                 (board / name).write_bytes(b"not used by QEMU virt\n")
@@ -302,7 +302,7 @@ def test_x86_64_both_stages_from_serve(tmp_path: Path) -> None:
         # stage 1): every one stored at the first try.
         posted = operator.log_path.read_text(errors="replace").count('"POST /events HTTP/1.1" 201')
         assert posted == len(names), (posted, names)
-        assert ("/images/x86_64/rootfs.cpio.gz", "", 200) in seen
+        assert ("/images/x86_64/rootfs.cpio.zst", "", 200) in seen
         print(operator.run("status").stdout)
 
 

@@ -113,7 +113,7 @@ def render(machine: Machine, images: ImageSet, tmp_path: Path,
     board.mkdir(parents=True)
     kernel = "bzImage" if machine.family == "x86_64" else "Image"
     shutil.copyfile(images.kernel, board / kernel)
-    shutil.copyfile(images.initramfs, board / "rootfs.cpio.gz")
+    shutil.copyfile(images.initramfs, board / "rootfs.cpio.zst")
     if machine.family == "rpi4":  # the Pi firmware files render copies; QEMU needs none
         for name in ("start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"):
             (board / name).write_bytes(b"not used by QEMU virt\n")
@@ -190,7 +190,7 @@ def test_x86_64_ipxe_stage1_into_ramboot_then_stage2_kexec(tmp_path: Path, firmw
     seen = assert_stages_apart(http_log, X86)
     assert [path for path, _ in seen] == [
         f"/stage1/{X86.name}.ipxe",  # iPXE: stage 1
-        "/images/x86_64/bzImage", "/images/x86_64/rootfs.cpio.gz",  # ramboot
+        "/images/x86_64/bzImage", "/images/x86_64/rootfs.cpio.zst",  # ramboot
         f"/stage2/{X86.name}.json",  # the agent: stage 2
         "/images/x86_64/bzImage", "/second/second-stage.cpio.gz",  # the target
     ]
@@ -222,7 +222,7 @@ def test_x86_64_rescue_target_stays_in_ramboot_with_a_shell(tmp_path: Path) -> N
     assert "ramboot.report=http://192.0.2.1:8081/events" in " ".join(lines)
     seen = assert_stages_apart(http_log, X86)
     assert [path for path, _ in seen] == [
-        f"/stage1/{X86.name}.ipxe", "/images/x86_64/bzImage", "/images/x86_64/rootfs.cpio.gz",
+        f"/stage1/{X86.name}.ipxe", "/images/x86_64/bzImage", "/images/x86_64/rootfs.cpio.zst",
         f"/stage2/{X86.name}.json"]
     names = [e["event"] for e in events(events_log)]
     assert "plan-start" in names and "shell" in names, names

@@ -18,7 +18,7 @@ from tests.serve.harness import SRV_MAC, running_serve
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "http"
     (root / "images" / "x86_64").mkdir(parents=True)
-    (root / "images" / "x86_64" / "rootfs.cpio.gz").write_bytes(os.urandom(300_000))
+    (root / "images" / "x86_64" / "rootfs.cpio.zst").write_bytes(os.urandom(300_000))
     (root / "images" / "rpi4").mkdir(parents=True)
     for kernel in ("x86_64/bzImage", "rpi4/Image"):  # the inventory's kexec targets name them
         (root / "images" / kernel).write_bytes(b"kernel\n")
@@ -33,8 +33,8 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_tree_with_ranges(tmp_path: Path, tree: Path) -> None:
-    data = (tree / "images" / "x86_64" / "rootfs.cpio.gz").read_bytes()
-    path = "/images/x86_64/rootfs.cpio.gz"
+    data = (tree / "images" / "x86_64" / "rootfs.cpio.zst").read_bytes()
+    path = "/images/x86_64/rootfs.cpio.zst"
     with running_serve(tmp_path / "s", f"sqlite://{tmp_path / 'db'}",
                        args=("--tree", str(tree))) as serve:
         whole = serve.request("GET", path)

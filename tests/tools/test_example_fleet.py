@@ -51,7 +51,7 @@ def test_the_example_has_the_four_machines(fleet: Inventory) -> None:
                      ("srv-01", "x86_64", "install"), ("srv-02", "x86_64", "rescue")}
     assert len(set(fleet.hosts)) == 4  # hosts (and their targets) hash: serve may key on them
     assert targets.fleet_problems(fleet, ramboot_digests={}, published={
-        "rpi4/Image", "rpi4/rootfs.cpio.gz", "x86_64/bzImage", "x86_64/rootfs.cpio.gz"}) == []
+        "rpi4/Image", "rpi4/rootfs.cpio.zst", "x86_64/bzImage", "x86_64/rootfs.cpio.zst"}) == []
 
 
 def test_pi_installed_to_its_sd_card(fleet: Inventory) -> None:

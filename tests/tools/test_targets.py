@@ -62,7 +62,7 @@ def test_stage1_boots_ramboot_with_the_hosts_words_and_no_stage2_url() -> None:
     assert kernel.split()[2:-3] == ["console=tty0", "console=ttyS0,115200",
                                     "ramboot.report=http://192.0.2.1:8080/events",
                                     "ramboot.debug=1", "nomodeset"]
-    assert f"initrd {BASE}/images/x86_64/rootfs.cpio.gz || goto failed" in lines
+    assert f"initrd {BASE}/images/x86_64/rootfs.cpio.zst || goto failed" in lines
     # The agent's DHCP answer names stage 2; a URL here would hide a DHCP server
     # that cannot tell the stages apart, and the agent refuses to run this script.
     assert "ramboot.url=" not in doc.text
@@ -172,14 +172,14 @@ def test_kexec_plan_resolves_paths_under_images() -> None:
 RAMBOOT_SHA = "cd" * 32
 
 LOOPS = [
-    (x86('{ kind = "kexec", kernel = "x86_64/bzImage", initrds = ["x86_64/rootfs.cpio.gz"] }'),
+    (x86('{ kind = "kexec", kernel = "x86_64/bzImage", initrds = ["x86_64/rootfs.cpio.zst"] }'),
      "host 'srv': stage 2 boots ramboot again: its kexec target loads ramboot's initramfs "
-     f"{BASE}/images/x86_64/rootfs.cpio.gz"),
+     f"{BASE}/images/x86_64/rootfs.cpio.zst"),
     (x86('{ kind = "kexec", kernel = "http://other/k", initrds = [{ url = "http://other/copy",'
          f' digest = "sha256:{RAMBOOT_SHA}" }}] }}'),
      "host 'srv': stage 2 boots ramboot again: its kexec target loads ramboot's initramfs "
      "http://other/copy"),
-    (x86(f'{{ kind = "ramroot", url = "{BASE}/images/x86_64/rootfs.cpio.gz", digest = '
+    (x86(f'{{ kind = "ramroot", url = "{BASE}/images/x86_64/rootfs.cpio.zst", digest = '
          f'"{DIGEST}" }}'),
      "host 'srv': stage 2 boots ramboot again: its ramroot target is ramboot's own initramfs"),
     (x86(f'{{ kind = "script", url = "{BASE}/stage1/srv.ipxe" }}'),
@@ -205,7 +205,7 @@ def test_every_loop_is_named(host: str, expected: str) -> None:
     order = "0xf12" if "kind = \"disk\"" in host else "0xf21"
     inventory = fleet(host, header=HEADER + f'[eeprom]\nboot_order = "{order}"\n')
     problems = targets.fleet_problems(inventory, ramboot_digests={"x86_64": RAMBOOT_SHA},
-                                      published={"x86_64/bzImage", "x86_64/rootfs.cpio.gz"})
+                                      published={"x86_64/bzImage", "x86_64/rootfs.cpio.zst"})
     assert any(problem.startswith(expected) for problem in problems), problems
 
 
@@ -229,7 +229,7 @@ def test_render_refuses_a_looping_fleet_naming_every_host_and_writes_nothing(
         tmp_path: Path) -> None:
     inventory = tmp_path / "fleet.toml"
     inventory.write_text(HEADER + "".join(f"\n[[hosts]]\n{h}" for h in (
-        x86('{ kind = "kexec", kernel = "x86_64/bzImage", initrds = ["x86_64/rootfs.cpio.gz"] }',
+        x86('{ kind = "kexec", kernel = "x86_64/bzImage", initrds = ["x86_64/rootfs.cpio.zst"] }',
             name="srv-a"),
         x86(f'{{ kind = "script", url = "{BASE}/stage1/srv-a.ipxe" }}', name="srv-b").replace(
             ":01", ":02"),
@@ -252,7 +252,7 @@ def test_the_real_initramfs_digest_catches_a_copy(tmp_path: Path) -> None:
     import hashlib
 
     images = make_images(tmp_path / "images")
-    digest = hashlib.sha256((images / "x86_64/rootfs.cpio.gz").read_bytes()).hexdigest()
+    digest = hashlib.sha256((images / "x86_64/rootfs.cpio.zst").read_bytes()).hexdigest()
     inventory = tmp_path / "fleet.toml"
     inventory.write_text(HEADER + "\n[[hosts]]\n" + x86(
         '{ kind = "kexec", kernel = "x86_64/bzImage", initrds = [{ url = "http://mirror/r.gz", '

@@ -33,7 +33,7 @@ IPXE_CONTENT_TYPE = "text/plain; charset=utf-8"
 PLAN_CONTENT_TYPE = "application/json"
 # ramboot's own images as render publishes them under http/images/<family>/.
 RAMBOOT_KERNELS = {"rpi4": "Image", "x86_64": "bzImage"}
-RAMBOOT_INITRAMFS = "rootfs.cpio.gz"
+RAMBOOT_INITRAMFS = "rootfs.cpio.zst"
 # Where the agent's localboot goes when the target does not say: a reboot on the
 # Pi (its EEPROM boot order then picks the disk; kexec on the Pi 4 is fragile),
 # kexec on x86 (a reboot would netboot into ramboot again).

@@ -18,10 +18,10 @@ FLEET = FIXTURES / "fleet.toml"
 LANDED = FIXTURES / "landed.toml"
 
 IMAGE_FILES = (
-    "rpi4/Image", "rpi4/rootfs.cpio.gz", "rpi4/bcm2711-rpi-4-b.dtb",
+    "rpi4/Image", "rpi4/rootfs.cpio.zst", "rpi4/bcm2711-rpi-4-b.dtb",
     "rpi4/bcm2711-rpi-400.dtb", "rpi4/bcm2711-rpi-cm4-io.dtb", "rpi4/rpi-firmware/start4.elf",
     "rpi4/rpi-firmware/fixup4.dat", "rpi4/rpi-firmware/overlays/miniuart-bt.dtbo",
-    "x86_64/bzImage", "x86_64/rootfs.cpio.gz", "ipxe/undionly.kpxe", "ipxe/ipxe.efi",
+    "x86_64/bzImage", "x86_64/rootfs.cpio.zst", "ipxe/undionly.kpxe", "ipxe/ipxe.efi",
 )
 
 

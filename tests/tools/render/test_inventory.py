@@ -218,7 +218,7 @@ def test_target_and_profile_exclude_each_other() -> None:
 def test_old_inventory_gets_told_what_to_change() -> None:
     """Today's `profile`/`url` keys: a message saying what the new format wants."""
     old_header = HEADER.replace('[profiles.rescue]\nkind = "rescue"\n', (
-        '[profiles.rescue]\nkernel = "x86_64/bzImage"\ninitramfs = ["x86_64/rootfs.cpio.gz"]\n'
+        '[profiles.rescue]\nkernel = "x86_64/bzImage"\ninitramfs = ["x86_64/rootfs.cpio.zst"]\n'
         '[profiles.installer]\nchain = "https://deploy.test/install.ipxe"\n'))
     old_url = PI.replace('profile = "rescue"', 'url = "http://192.0.2.1/pi.ipxe"')
     found = problems([old_url.replace('"pi-07"', '"pi-08"').replace("1a2b3c4d", "1a2b3c4e"), PI],

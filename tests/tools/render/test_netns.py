@@ -82,7 +82,7 @@ def test_dnsmasq_serves_the_pi_tftp_tree_through_symlinks(tmp_path: Path) -> Non
         # What the bootloader asks for first, then what start4.elf asks for.
         wanted = ["1a2b3c4d/start4.elf", "1a2b3c4d/config.txt", "1a2b3c4d/fixup4.dat",
                   "1a2b3c4d/bcm2711-rpi-4-b.dtb", "1a2b3c4d/cmdline.txt", "1a2b3c4d/Image",
-                  "1a2b3c4d/rootfs.cpio.gz", "1a2b3c4d/overlays/miniuart-bt.dtbo"]
+                  "1a2b3c4d/rootfs.cpio.zst", "1a2b3c4d/overlays/miniuart-bt.dtbo"]
         for index, name in enumerate(wanted):
             local = fetched / str(index)
             result = lab.client.run(

@@ -93,8 +93,8 @@ def test_out_kinds(tmp_path: Path, images: Path, kind: str) -> None:
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("name", ["x86_64/bzImage", "x86_64/rootfs.cpio.gz", "rpi4/Image",
-                                  "rpi4/rootfs.cpio.gz", "rpi4/rpi-firmware/start4.elf"])
+@pytest.mark.parametrize("name", ["x86_64/bzImage", "x86_64/rootfs.cpio.zst", "rpi4/Image",
+                                  "rpi4/rootfs.cpio.zst", "rpi4/rpi-firmware/start4.elf"])
 def test_an_empty_build_artifact_is_refused(tmp_path: Path, images: Path, name: str) -> None:
     (images / name).write_bytes(b"")
     code, output = _cli("render", str(FLEET), "--images", str(images),

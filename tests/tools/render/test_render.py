@@ -57,14 +57,14 @@ def test_failed_render_leaves_the_old_tree_untouched(tmp_path: Path, images: Pat
 
 
 def test_large_pi_initramfs_warns(tmp_path: Path, images: Path) -> None:
-    with (images / "rpi4" / "rootfs.cpio.gz").open("r+b") as handle:
+    with (images / "rpi4" / "rootfs.cpio.zst").open("r+b") as handle:
         handle.truncate(33 * MIB)
     result = render_fleet(images, tmp_path / "out")
     assert any("33.0 MiB is over 32 MiB" in warning for warning in result.warnings)
 
 
 def test_oversized_pi_initramfs_is_refused(tmp_path: Path, images: Path) -> None:
-    with (images / "rpi4" / "rootfs.cpio.gz").open("r+b") as handle:
+    with (images / "rpi4" / "rootfs.cpio.zst").open("r+b") as handle:
         handle.truncate(65 * MIB)
     with pytest.raises(RambootError, match=r"65.0 MiB is over the 64 MiB"):
         render_fleet(images, tmp_path / "out")

@@ -20,7 +20,7 @@ OVERLAY = "$(BR2_EXTERNAL_RAMBOOT_PATH)/overlay"
 # out, and the agent inside it.
 REQUIRED_Y = (
     "BR2_TARGET_ROOTFS_CPIO",
-    "BR2_TARGET_ROOTFS_CPIO_GZIP",
+    "BR2_TARGET_ROOTFS_CPIO_ZSTD",
     "BR2_PACKAGE_RAMBOOT_AGENT",
 )
 _LEGACY_FILE = "Config.in.legacy"

@@ -2,9 +2,9 @@
 
 Layout of --images (each part needed only when the fleet uses it):
 
-    rpi4/     Image, rootfs.cpio.gz, bcm2711-*.dtb, and start4.elf, fixup4.dat,
+    rpi4/     Image, rootfs.cpio.zst, bcm2711-*.dtb, and start4.elf, fixup4.dat,
               overlays/ either here or in rpi4/rpi-firmware/ (Buildroot's layout)
-    x86_64/   bzImage, rootfs.cpio.gz
+    x86_64/   bzImage, rootfs.cpio.zst
     ipxe/     undionly.kpxe, ipxe.efi, snponly.efi (whichever exist)
 
 or the top-level Makefile's output directory as it is: `rpi4/images/` and
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ramboot.errors import RambootError
 from ramboot.inventory import RPI_MODEL_DTB, Inventory
+from ramboot.targets import RAMBOOT_INITRAMFS
 
 MIB = 1024 * 1024
 # The Pi 4 bootloader fetches the initramfs over TFTP into a fixed buffer: large
@@ -78,6 +79,15 @@ def _board_dir(images: Path, board: str) -> Path:
     return built if built.is_dir() else images / board
 
 
+def _initramfs_missing(board_dir: Path, family: str) -> str:
+    """How a missing initramfs is reported: with a hint for a gzip one of old builds."""
+    what = f"{family}/{RAMBOOT_INITRAMFS}"
+    if (board_dir / "rootfs.cpio.gz").is_file():
+        what += (" (there is a rootfs.cpio.gz: images built before the initramfs became"
+                 " zstd; rebuild them with this tree's defconfig)")
+    return what
+
+
 def find_images(images: Path, inventory: Inventory) -> ImageSet:
     if not images.is_dir():
         raise RambootError(f"{images}: --images is not a directory")
@@ -107,7 +117,7 @@ def find_images(images: Path, inventory: Inventory) -> ImageSet:
             if RPI_MODEL_DTB[model] not in boot_files:
                 missing.append(f"rpi4/{RPI_MODEL_DTB[model]} (for model {model!r})")
         overlays = next((d for d in (firmware / "overlays", rpi / "overlays") if d.is_dir()), None)
-        initramfs = need(_first(rpi / "rootfs.cpio.gz"), "rpi4/rootfs.cpio.gz")
+        initramfs = need(_first(rpi / RAMBOOT_INITRAMFS), _initramfs_missing(rpi, "rpi4"))
         found.rpi4 = RpiImages(
             kernel=need(_first(rpi / "Image"), "rpi4/Image"), initramfs=initramfs,
             boot_files=boot_files, overlays=overlays,
@@ -133,7 +143,7 @@ def find_images(images: Path, inventory: Inventory) -> ImageSet:
                         images / "ipxe")
         found.x86_64 = X86Images(
             kernel=need(_first(x86 / "bzImage"), "x86_64/bzImage"),
-            initramfs=need(_first(x86 / "rootfs.cpio.gz"), "x86_64/rootfs.cpio.gz"),
+            initramfs=need(_first(x86 / RAMBOOT_INITRAMFS), _initramfs_missing(x86, "x86_64")),
         )
         for name in IPXE_BINARIES:
             path = _first(ipxe_dir / name)

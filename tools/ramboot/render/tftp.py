@@ -20,7 +20,7 @@ from ramboot.render.templates import Templates
 from ramboot.tokens import Tokens
 
 RPI_KERNEL = "Image"
-RPI_INITRAMFS = "rootfs.cpio.gz"
+RPI_INITRAMFS = targets.RAMBOOT_INITRAMFS
 
 
 def render(
