@@ -9,12 +9,11 @@ ignored, weak references skipped: a missing name is certain breakage.
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
 
-from tests.lib.cpio import REGULAR, read_newc
+from tests.lib.cpio import REGULAR, decompressed, read_newc
 from tests.lib.elf_symbols import dynamic_symbols
 
 from .test_budget import BOARDS, images
@@ -22,7 +21,7 @@ from .test_budget import BOARDS, images
 
 def elf_files(path: Path) -> dict[str, bytes]:
     files = {}
-    for entry in read_newc(gzip.decompress(path.read_bytes())):
+    for entry in read_newc(decompressed(path.read_bytes())):
         name = entry.name.removeprefix("./")
         if entry.kind == REGULAR and entry.data[:4] == b"\x7fELF" \
                 and not name.startswith(("lib/modules/", "lib/firmware/")):

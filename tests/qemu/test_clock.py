@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.agent.io.servers import make_pki
-from tests.lib.cpio import read_newc
+from tests.lib.cpio import decompressed, read_newc
 from tests.lib.httpd import start_httpd
 from tests.lib.netlab import SERVER_IP, kea_config, require_netns, start_kea, tap_lab
 from tests.lib.ntp import start_chronyd
@@ -52,7 +52,7 @@ def ca_overlay(ca: Path, dest: Path, work: Path) -> Path:
 
 def has_ntpd(initramfs: Path) -> bool:
     """Whether the image has busybox's ntpd on PATH: the agent runs it then, SNTP otherwise."""
-    names = {e.name.removeprefix("./") for e in read_newc(gzip.decompress(initramfs.read_bytes()))}
+    names = {e.name.removeprefix("./") for e in read_newc(decompressed(initramfs.read_bytes()))}
     return any(f"{directory}/ntpd" in names for directory in ("bin", "sbin", "usr/bin", "usr/sbin"))
 
 
