@@ -56,6 +56,16 @@ def test_failed_render_leaves_the_old_tree_untouched(tmp_path: Path, images: Pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
 
 
+def test_a_gzip_initramfs_of_an_old_build_is_named_when_the_zstd_one_is_missing(
+        tmp_path: Path, images: Path) -> None:
+    initramfs = images / "rpi4" / "rootfs.cpio.zst"
+    initramfs.rename(initramfs.with_name("rootfs.cpio.gz"))
+    with pytest.raises(RambootError, match=r"rpi4/rootfs.cpio.zst \(there is a rootfs.cpio.gz: "
+                                           r"images built before the initramfs became zstd"):
+        render_fleet(images, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_large_pi_initramfs_warns(tmp_path: Path, images: Path) -> None:
     with (images / "rpi4" / "rootfs.cpio.zst").open("r+b") as handle:
         handle.truncate(33 * MIB)
