@@ -21,15 +21,15 @@ import argparse
 import importlib
 import os
 import re
-import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from elf import ElfFile, ElfFormatError, NotElfError
+
 FIRMWARE_DIR = "lib/firmware"
 # Redistribution terms ship with the files they cover.
 LICENCE_PREFIXES = ("LICENCE", "LICENSE", "WHENCE", "GPL")
-SHT_NOBITS = 8
 VERSION = re.compile(r"\d+(?:\.\d+)+")
 
 
@@ -68,30 +68,14 @@ def module_bytes(path: Path) -> bytes:
 def modinfo_section(path: Path) -> bytes:
     """The .modinfo section of an ELF kernel module."""
     data = module_bytes(path)
-    if data[:4] != b"\x7fELF":
-        raise FirmwareError(f"{path}: not an ELF file")
-    wide = {1: False, 2: True}.get(data[4])
-    order = {1: "<", 2: ">"}.get(data[5])
-    if wide is None or order is None:
-        raise FirmwareError(f"{path}: unknown ELF class or byte order")
     try:
-        if wide:
-            shoff, = struct.unpack_from(order + "Q", data, 0x28)
-            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x3A)
-            header = order + "IIQQQQ"
-        else:
-            shoff, = struct.unpack_from(order + "I", data, 0x20)
-            shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x2E)
-            header = order + "IIIIII"
-        sections = [struct.unpack_from(header, data, shoff + i * shentsize) for i in range(shnum)]
-        names_offset = sections[shstrndx][4]
-        for name, kind, _flags, _addr, offset, size in sections:
-            end = data.index(b"\0", names_offset + name)
-            if data[names_offset + name:end] == b".modinfo" and kind != SHT_NOBITS:
-                return data[offset:offset + size]
-    except (struct.error, IndexError, ValueError) as error:
+        module = ElfFile(data)
+        section = module.section(".modinfo")
+        return module.contents(section) if section else b""
+    except NotElfError:
+        raise FirmwareError(f"{path}: not an ELF file") from None
+    except ElfFormatError as error:
         raise FirmwareError(f"{path}: malformed ELF ({error})") from error
-    return b""
 
 
 def requested(version_dir: Path) -> set[str]:

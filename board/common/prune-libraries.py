@@ -8,8 +8,8 @@ DT_NEEDED (or as its program interpreter), or when glibc loads it by name at
 run time (KEPT_BY_NAME). Packages pull libraries in as build dependencies
 that their programs never link (Buildroot's nbd brings glib2 and pcre2 for a
 server the image does not install). The agent loads no library by name
-(no ctypes), so DT_NEEDED is the whole story for it. Standard library ELF
-parsing: no pyelftools on the build host.
+(no ctypes), so DT_NEEDED is the whole story for it. ELF parsing is elf.py's,
+beside it: standard library only, no pyelftools on the build host.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from elf import PT_DYNAMIC, PT_INTERP, ElfFile, ElfFormatError, NotElfError
 
 LIBRARY_DIRS = ("lib", "usr/lib", "lib64", "usr/lib64")
 LIBRARY_NAME = "lib*.so*"
@@ -28,7 +29,6 @@ LIBRARY_NAME = "lib*.so*"
 # libgcc_s (pthread_cancel and backtraces unwind through it).
 KEPT_BY_NAME = ("libnss_*", "libgcc_s.so*", "ld-linux*", "ld64.so*", "libc.so*")
 
-PT_DYNAMIC, PT_INTERP, PT_LOAD = 2, 3, 1
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_SONAME = 0, 1, 5, 14
 
 
@@ -46,62 +46,40 @@ class Elf:
 def read_elf(path: Path) -> Elf | None:
     """DT_NEEDED, DT_SONAME and PT_INTERP of an ELF file; None if not ELF."""
     data = path.read_bytes()
-    if data[:4] != b"\x7fELF":
-        return None
     try:
-        return _parse(data)
-    except (struct.error, IndexError, ElfError) as error:
+        return _parse(ElfFile(data))
+    except NotElfError:
+        return None
+    except (ElfFormatError, ElfError) as error:
         raise ElfError(f"{path}: malformed ELF ({error})") from error
 
 
-def _parse(data: bytes) -> Elf:
-    wide = {1: False, 2: True}.get(data[4])
-    order = {1: "<", 2: ">"}.get(data[5])
-    if wide is None or order is None:
-        raise ElfError("unknown class or byte order")
-    if wide:
-        phoff, = struct.unpack_from(order + "Q", data, 0x20)
-        phentsize, phnum = struct.unpack_from(order + "HH", data, 0x36)
-        header, entry = order + "IIQQQQQQ", order + "qQ"
-    else:
-        phoff, = struct.unpack_from(order + "I", data, 0x1C)
-        phentsize, phnum = struct.unpack_from(order + "HH", data, 0x2A)
-        header, entry = order + "IIIIIIII", order + "iI"
-    loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
-    dynamic: tuple[int, int] | None = None
+def _parse(image: ElfFile) -> Elf:
+    dynamic = None
     interpreter = None
-    for index in range(phnum):
-        fields = struct.unpack_from(header, data, phoff + index * phentsize)
-        if wide:
-            kind, _, offset, vaddr, _, filesz = fields[:6]
-        else:
-            kind, offset, vaddr, _, filesz = fields[:5]
-        if kind == PT_LOAD:
-            loads.append((vaddr, offset, filesz))
-        elif kind == PT_DYNAMIC:
-            dynamic = (offset, filesz)
-        elif kind == PT_INTERP:
-            interpreter = data[offset:offset + filesz].split(b"\0")[0].decode()
+    for segment in image.segments:
+        if segment.kind == PT_DYNAMIC:
+            dynamic = segment
+        elif segment.kind == PT_INTERP:
+            interpreter = image.read(segment.offset, segment.filesz).split(b"\0")[0].decode()
     if dynamic is None:
         return Elf((), None, interpreter)
-    size = struct.calcsize(entry)
+    layout, size = ("qQ", 16) if image.wide else ("iI", 8)
     tags: list[tuple[int, int]] = []
-    for position in range(dynamic[0], dynamic[0] + dynamic[1] - size + 1, size):
-        tag, value = struct.unpack_from(entry, data, position)
+    for position in range(dynamic.offset, dynamic.offset + dynamic.filesz - size + 1, size):
+        tag, value = image.unpack(layout, position)
         if tag == DT_NULL:
             break
         tags.append((tag, value))
     strtab = next((value for tag, value in tags if tag == DT_STRTAB), None)
     if strtab is None:
         raise ElfError("a dynamic section without DT_STRTAB")
-    base = next((offset + strtab - vaddr for vaddr, offset, filesz in loads
-                 if vaddr <= strtab < vaddr + filesz), None)
+    base = image.file_offset(strtab)
     if base is None:
         raise ElfError("DT_STRTAB outside every PT_LOAD segment")
 
     def string(at: int) -> str:
-        end = data.index(b"\0", base + at)
-        return data[base + at:end].decode()
+        return image.string(base + at).decode()
 
     needed = tuple(string(value) for tag, value in tags if tag == DT_NEEDED)
     soname = next((string(value) for tag, value in tags if tag == DT_SONAME), None)

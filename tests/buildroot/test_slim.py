@@ -138,7 +138,8 @@ def test_a_library_a_python_extension_links_stays(tmp_path: Path) -> None:
     assert "libz" not in done.stderr
 
 
-def test_elf_parsing_reads_needed_and_soname() -> None:
+def test_elf_parsing_reads_needed_and_soname(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(LIBRARIES.parent)  # its `import elf`, as when run as a script
     spec = importlib.util.spec_from_file_location("prune_libraries", LIBRARIES)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

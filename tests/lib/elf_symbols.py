@@ -7,10 +7,14 @@ Both classes and byte orders, so one host reads either board's files.
 
 from __future__ import annotations
 
-import struct
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-SHT_DYNSYM = 11
+# The board scripts' ELF reader, imported as they import it: from their directory.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "board/common"))
+from elf import SHT_DYNSYM, ElfFile
+
 STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 1, 2, 10
 SHN_UNDEF = 0
 
@@ -23,33 +27,20 @@ class Symbols:
 
 def dynamic_symbols(data: bytes) -> Symbols:
     """The .dynsym of an ELF image; ValueError if it is not one."""
-    if data[:4] != b"\x7fELF":
-        raise ValueError("not an ELF file")
-    wide = {1: False, 2: True}[data[4]]
-    order = {1: "<", 2: ">"}[data[5]]
-    if wide:
-        shoff, = struct.unpack_from(order + "Q", data, 0x28)
-        shentsize, shnum = struct.unpack_from(order + "HH", data, 0x3A)
-        section = order + "IIQQQQIIQQ"
-    else:
-        shoff, = struct.unpack_from(order + "I", data, 0x20)
-        shentsize, shnum = struct.unpack_from(order + "HH", data, 0x2E)
-        section = order + "IIIIIIIIII"
-    sections = [struct.unpack_from(section, data, shoff + i * shentsize) for i in range(shnum)]
+    image = ElfFile(data)
+    # (st_name, ..., st_info, st_other, st_shndx): 32-bit has st_value, st_size first.
+    layout = "IBBH" if image.wide else "IIIBBH"
     needed: set[str] = set()
     provided: set[str] = set()
-    for _name, kind, _flags, _addr, offset, size, link, _info, _align, entsize in sections:
-        if kind != SHT_DYNSYM or not entsize:
+    for section in image.sections:
+        if section.kind != SHT_DYNSYM or not section.entsize:
             continue
-        strings_offset = sections[link][4]
-        for start in range(offset + entsize, offset + size, entsize):  # entry 0 is null
-            if wide:
-                name, info, _other, shndx = struct.unpack_from(order + "IBBH", data, start)
-            else:
-                name, _value, _size, info, _other, shndx = struct.unpack_from(
-                    order + "IIIBBH", data, start)
-            end = data.index(b"\0", strings_offset + name)
-            symbol = data[strings_offset + name:end].decode("ascii", "replace")
+        strings_offset = image.sections[section.link].offset
+        end = section.offset + section.size
+        for start in range(section.offset + section.entsize, end, section.entsize):  # 0 is null
+            fields = image.unpack(layout, start)
+            name, info, shndx = fields[0], fields[-3], fields[-1]
+            symbol = image.string(strings_offset + name).decode("ascii", "replace")
             binding = info >> 4
             if not symbol:
                 continue
