@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "overlay/usr/lib/ramboot"))
+sys.path[:0] = [str(REPO), str(REPO / "overlay/usr/lib/ramboot")]
 
 from ramboot_agent.roots.helpers import helper_argv  # noqa: E402
+from tests.lib.cpio import decompressed  # noqa: E402
 
 SCRATCH = Path("/dev/shm")
 
@@ -39,9 +40,8 @@ def offline_tree(dest: Path) -> Path:
     if not image.is_file():
         sys.exit(f"{image} is missing: build it (scripts/build-offline-image) or give --tree")
     dest.mkdir()
-    cpio = subprocess.run(["zstd", "-dcq", str(image)], capture_output=True, check=True).stdout
     subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], cwd=dest,
-                   input=cpio, check=True)
+                   input=decompressed(image.read_bytes()), check=True)
     return dest
 
 
